@@ -1,0 +1,133 @@
+"""Shared defaults of every experiment, and the `smoke` variant.
+
+Every field is documented here; the per-experiment files only set what differs. Defaults that
+the paper does not state (model size, optimizer, epochs, CutMix parameters) are guesses taken
+from the small-dataset ViT recipe of Lee et al. 2021, and say so.
+
+Variants, chosen with the config argument (`--config=configs/X.py:smoke`):
+  smoke: a tiny ViT (width 64, depth 3) and 300 steps; about 2 minutes on 2 laptop CPU cores.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+PROTOCOLS = ("baseline", "modern")
+
+
+def parse_arg(arg: str | None, **defaults: object) -> ml_collections.ConfigDict:
+    """`"smoke,seed=3"` -> ConfigDict(smoke=True, seed=3) on top of `defaults`; the type of each
+    value follows its default (bool fields accept 1/0/true/false, a bare name means True)."""
+    parsed = ml_collections.ConfigDict(dict(defaults))
+    for item in filter(None, (arg or "").split(",")):
+        key, _, value = item.partition("=")
+        if key not in defaults:
+            raise ValueError(f"config argument {key!r} unknown; allowed: {sorted(defaults)}")
+        default = defaults[key]
+        if isinstance(default, bool):
+            parsed[key] = value.lower() in ("", "1", "true", "yes")
+        else:
+            parsed[key] = type(default)(value)
+    return parsed
+
+
+def get_config(
+    dataset: str = "cifar10", protocol: str = "baseline", arg: str | None = None
+) -> ml_collections.ConfigDict:
+    """The full config of `dataset` under `protocol`, with the variant in `arg` applied."""
+    args = parse_arg(arg, smoke=False)
+    config = ml_collections.ConfigDict()
+    config.dataset = dataset  # cifar10 | cifar100 | fashion_mnist | tiny_imagenet
+    config.protocol = protocol  # a label for reports; the fields below define the protocol
+
+    config.data = ml_collections.ConfigDict()
+    config.data.source = "tfds"  # tfds | files (the official files in data.dir, offline)
+    config.data.dir = ""  # files: the dataset's official files; tfds: its data_dir (optional)
+
+    config.seed = 0
+
+    # Model: the ViT of Lee et al. 2021 for 32 px (a guess; the paper does not state it).
+    config.model = ml_collections.ConfigDict()
+    config.model.patch_size = 4
+    config.model.width = 192
+    config.model.depth = 9
+    config.model.num_heads = 12
+    config.model.mlp_dim = 384
+    config.model.pool = "cls"  # cls | gap
+    config.model.dtype = "float32"  # float32 | bfloat16 (compute; params stay float32)
+
+    # Optimization: AdamW, warmup + cosine, grad-norm clip (guesses, as above).
+    config.batch_size = 128  # global, over all devices and hosts
+    config.total_epochs = 100.0
+    config.total_steps = config_dict.placeholder(int)  # when set, overrides total_epochs
+    config.lr = 1e-3
+    config.wd = 0.05
+    config.warmup_epochs = 10.0
+    config.grad_clip_norm = 1.0
+
+    # Augmentation in tf.data (per example, on the host).
+    config.aug = ml_collections.ConfigDict()
+    config.aug.crop_padding = 4  # zero padding before the random crop, pixels per side
+    config.aug.flip = True  # random horizontal flip
+    config.aug.autoaugment = False  # AutoAugment, CIFAR-10 policy (torchvision semantics)
+    config.aug.color_jitter = 0.0  # brightness/contrast/saturation strength; 0 = off
+
+    # Mixing and label smoothing on the device, in the train step (timm semantics).
+    config.mix = ml_collections.ConfigDict()
+    config.mix.cutmix_alpha = 0.0  # Beta(a, a) for CutMix's lam; 0 = no CutMix
+    config.mix.mixup_alpha = 0.0  # Beta(a, a) for Mixup's lam; 0 = no Mixup
+    config.mix.prob = 0.0  # probability that a batch is mixed; 0 = no mixing
+    config.mix.switch_prob = 0.5  # with both alphas > 0: probability of CutMix over Mixup
+    config.label_smoothing = 0.0
+
+    # Locality analysis (MAD, entropy) of the first `num_images` test images.
+    config.analysis = ml_collections.ConfigDict()
+    config.analysis.num_images = 1000
+    config.analysis.every_epochs = 10.0
+
+    # Bookkeeping.
+    config.log_every_steps = 50
+    config.eval_every_steps = config_dict.placeholder(int)  # default: once per epoch
+    config.ckpt_every_steps = 1000
+    config.kept_checkpoints = 3
+
+    if args.smoke:
+        config.model.width = 64
+        config.model.depth = 3
+        config.model.num_heads = 4
+        config.model.mlp_dim = 128
+        config.batch_size = 64
+        config.total_steps = 300
+        config.warmup_epochs = 1.0
+        config.log_every_steps = 20
+        config.eval_every_steps = 100
+        config.ckpt_every_steps = 100
+        config.analysis.num_images = 128
+        config.analysis.every_epochs = 2.0
+    return config
+
+
+def set_protocol(config: ml_collections.ConfigDict, protocol: str) -> ml_collections.ConfigDict:
+    """Turns `config` into the paper's Baseline or Modern protocol.
+
+    Baseline: pad-and-crop + flip. Modern: Baseline + AutoAugment (CIFAR, Fashion-MNIST) or
+    ColorJitter 0.4 (Tiny-ImageNet) + CutMix (alpha 1, every batch) + label smoothing 0.1.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol {protocol!r} unknown; allowed: {PROTOCOLS}")
+    config.protocol = protocol
+    if protocol == "modern":
+        if config.dataset == "tiny_imagenet":
+            config.aug.color_jitter = 0.4
+        else:
+            config.aug.autoaugment = True
+        config.mix.cutmix_alpha = 1.0
+        config.mix.prob = 1.0
+        config.label_smoothing = 0.1
+    return config
+
+
+def experiment(dataset: str, protocol: str, arg: str | None) -> ml_collections.ConfigDict:
+    """The config of one paper experiment: `dataset` under `protocol`, variant `arg`."""
+    return set_protocol(get_config(dataset, protocol, arg), protocol)

@@ -1,0 +1,25 @@
+"""Test setup: 8 emulated CPU devices, set before JAX is imported anywhere."""
+
+import os
+import pathlib
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+CIFAR10_SAMPLE = SHARED_DATA / "cifar10-sample"
+CIFAR100_SAMPLE = SHARED_DATA / "cifar100-sample"
+FASHION_MNIST = SHARED_DATA / "fashion-mnist"
+
+
+@pytest.fixture
+def cifar10_dir() -> pathlib.Path:
+    """The real CIFAR-10 sample in the official binary layout; skips when absent."""
+    if not (CIFAR10_SAMPLE / "test_batch.bin").exists():
+        pytest.skip(f"real CIFAR-10 sample not found at {CIFAR10_SAMPLE}")
+    return CIFAR10_SAMPLE

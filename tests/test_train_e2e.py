@@ -1,0 +1,156 @@
+"""End to end on the real CIFAR-10 sample with 8 emulated devices, as real processes:
+training learns and checkpoints; SIGKILL + rerun resumes exactly; SIGTERM checkpoints and exits 0;
+bad input exits 2 before touching the workdir."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from vit_locality.metrics import read_metrics
+
+from .conftest import CIFAR10_SAMPLE, REPO_ROOT
+
+pytestmark = pytest.mark.skipif(
+    not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"
+)
+
+TOTAL_STEPS = 60
+# Modern minus AutoAugment: CutMix and label smoothing on the device, on a tiny ViT.
+TINY = [
+    "--config=configs/cifar10_modern.py:smoke",
+    "--config.data.source=files",
+    f"--config.data.dir={CIFAR10_SAMPLE}",
+    "--config.aug.autoaugment=False",
+    "--config.model.width=32",
+    "--config.model.depth=2",
+    "--config.model.num_heads=2",
+    "--config.model.mlp_dim=64",
+    f"--config.total_steps={TOTAL_STEPS}",
+    "--config.warmup_epochs=0.1",
+    "--config.ckpt_every_steps=20",
+    "--config.log_every_steps=10",
+    "--config.eval_every_steps=30",
+]
+
+
+def command(workdir, *extra):
+    return [sys.executable, "-m", "vit_locality.main", *TINY, f"--workdir={workdir}", *extra]
+
+
+def run(workdir, *extra, timeout=300):
+    return subprocess.run(
+        command(workdir, *extra), cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def start(workdir):
+    return subprocess.Popen(
+        command(workdir), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def wait_for_checkpoint(workdir, step, process, timeout=240):
+    """Waits until orbax has committed `step` (the final directory appears only on commit)."""
+    target = workdir / "checkpoints" / str(step)
+    deadline = time.time() + timeout
+    while not target.is_dir():
+        assert process.poll() is None, process.stdout.read()
+        assert time.time() < deadline, f"no checkpoint {step} after {timeout}s"
+        time.sleep(0.05)
+
+
+def final_params(workdir, step=TOTAL_STEPS):
+    restored = ocp.PyTreeCheckpointer().restore(workdir / "checkpoints" / str(step) / "state")
+    return restored["params"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("runs") / "uninterrupted"
+    result = run(workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, result
+
+
+def test_training_learns_and_leaves_the_workdir_design_describes(uninterrupted):
+    workdir, result = uninterrupted
+    config = json.loads((workdir / "config.json").read_text())
+    assert config["model"]["width"] == 32 and config["mix"]["cutmix_alpha"] == 1.0
+    rows = read_metrics(workdir)
+    train = [r for r in rows if "train/loss" in r]
+    assert [r["step"] for r in train] == list(range(10, TOTAL_STEPS + 1, 10))
+    assert {"epoch", "train/lr", "train/img_per_s"} <= set(train[0])
+    assert train[-1]["train/loss"] < train[0]["train/loss"]
+    evals = [r for r in rows if "val/prec@1" in r]
+    assert [r["step"] for r in evals] == [30, 60]
+    assert "val/prec@5" not in evals[0]  # 10 classes
+    assert evals[-1]["val/prec@1"] > 15.0  # chance is 10% on the 1017 real test images
+    assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [20, 40, 60]
+    assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+    assert f"step {TOTAL_STEPS}/{TOTAL_STEPS} (100.0%)" in result.stdout
+    assert "ETA 0:00:00" in result.stdout
+
+
+def test_sigkill_then_rerun_ends_identical(uninterrupted, tmp_path):
+    reference, _ = uninterrupted
+    workdir = tmp_path / "killed"
+    process = start(workdir)
+    wait_for_checkpoint(workdir, 20, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (workdir / "checkpoints" / "20").is_dir()
+    resumed = run(workdir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    committed = [int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]
+    assert "Resuming" in resumed.stdout and "from step" in resumed.stdout
+    assert max(committed) == TOTAL_STEPS
+    jax.tree.map(np.testing.assert_array_equal, final_params(workdir), final_params(reference))
+    last_eval = [r for r in read_metrics(workdir) if "val/prec@1" in r][-1]
+    assert last_eval == [r for r in read_metrics(reference) if "val/prec@1" in r][-1]
+    again = run(workdir)  # a finished run started again trains nothing
+    assert again.returncode == 0 and "already trained" in again.stdout
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path):
+    workdir = tmp_path / "preempted"
+    process = start(workdir)
+    wait_for_checkpoint(workdir, 20, process)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output[-3000:]
+    saved = int(output.split("SIGTERM: saved step ")[1].split(";")[0])
+    assert 20 < saved < TOTAL_STEPS or saved == 20
+    assert (workdir / "checkpoints" / str(saved)).is_dir()
+
+
+def test_bad_config_exits_2_with_one_line_and_no_workdir(tmp_path):
+    workdir = tmp_path / "bad"
+    result = run(workdir, "--config.lr=-1.0")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: config.lr=-1.0 is not allowed: a positive number"
+    )
+    assert not workdir.exists()
+
+
+def test_missing_data_dir_names_the_dataset_layout(tmp_path):
+    result = run(tmp_path / "w", f"--config.data.dir={tmp_path / 'nowhere'}")
+    assert result.returncode == 2
+    assert "test_batch.bin" not in result.stdout
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: data.dir: ") and "data_batch_1.bin" in line
+
+
+@pytest.mark.skipif(os.environ.get("CI") is None, reason="only where tfds cannot download")
+def test_offline_tfds_error_points_to_files_source(tmp_path):
+    result = run(tmp_path / "w", "--config.data.source=tfds", f"--config.data.dir={tmp_path}")
+    assert result.returncode == 2
+    assert "--config.data.source=files" in result.stderr.strip().splitlines()[-1]

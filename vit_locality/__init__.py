@@ -1,0 +1,1 @@
+"""vit-locality: train ViTs from scratch and measure attention locality (MAD, entropy)."""

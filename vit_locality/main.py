@@ -1,0 +1,59 @@
+"""Train a ViT: `python -m vit_locality.main --config=configs/X.py[:arg] [--workdir=DIR]
+[--config.field=value ...]`.
+
+`--workdir` defaults to `runs/<config name>[_<arg>]`; running again with the same workdir
+resumes. Bad input (a config value, a data directory, a workdir that holds another model)
+prints one line and exits with status 2 before any compute.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from vit_locality.errors import UserError  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/X.py:smoke.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default runs/<config>[_<arg>]).")
+_MULTIHOST = flags.DEFINE_bool(
+    "multihost", False, "Call jax.distributed.initialize() first (TPU pods, multi-node GPU)."
+)
+flags.mark_flags_as_required(["config"])
+
+
+def default_workdir(config_arg: str) -> str:
+    """`configs/cifar100_modern.py:smoke` -> `runs/cifar100_modern_smoke`."""
+    path, _, arg = config_arg.partition(":")
+    name = pathlib.Path(path).stem
+    suffix = "".join(c if c.isalnum() or c in "=.-" else "_" for c in arg)
+    return str(pathlib.Path("runs") / (f"{name}_{suffix}" if arg else name))
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    import jax
+
+    if _MULTIHOST.value:
+        jax.distributed.initialize()
+    from vit_locality.train import TrainingDiverged, train_and_evaluate
+
+    workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
+    try:
+        train_and_evaluate(_CONFIG.value, workdir)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except TrainingDiverged as e:
+        print(f"error: training diverged: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,101 @@
+"""Where scalars go: `metrics.jsonl`, TensorBoard event files, and the progress line.
+
+TensorBoard events are written with the `tensorboard` package's own writer (no TensorFlow), so
+training logs the same way on machines without TensorFlow; without `tensorboard` only the
+JSON lines are written.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import pathlib
+import time
+from typing import Any
+
+
+class MetricWriter:
+    """Appends one JSON object per call to `workdir/metrics.jsonl` and mirrors it to TensorBoard.
+
+    Only the process that owns the workdir (process 0) should create one with `enabled=True`.
+    """
+
+    def __init__(self, workdir: str | pathlib.Path, enabled: bool = True):
+        self.enabled = enabled
+        self._tensorboard = None
+        if not enabled:
+            return
+        workdir = pathlib.Path(workdir)
+        self._jsonl = open(workdir / "metrics.jsonl", "a")  # noqa: SIM115 (closed in close())
+        try:
+            from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+            self._tensorboard = EventFileWriter(str(workdir / "tensorboard"))
+        except ImportError:
+            pass
+
+    def write(self, step: int, scalars: dict[str, Any]) -> None:
+        """Records `scalars` at `step`; non-finite numbers are written as strings ("nan")."""
+        if not self.enabled:
+            return
+        row = {"step": int(step), **{k: _jsonable(v) for k, v in scalars.items()}}
+        self._jsonl.write(json.dumps(row) + "\n")
+        self._jsonl.flush()
+        if self._tensorboard is not None:
+            self._write_tensorboard(step, scalars)
+
+    def _write_tensorboard(self, step: int, scalars: dict[str, Any]) -> None:
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+
+        values = [
+            summary_pb2.Summary.Value(tag=k, simple_value=float(v))
+            for k, v in scalars.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        ]
+        if values:
+            event = event_pb2.Event(
+                wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values)
+            )
+            self._tensorboard.add_event(event)
+            self._tensorboard.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self._jsonl.close()
+            if self._tensorboard is not None:
+                self._tensorboard.close()
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def read_metrics(workdir: str | pathlib.Path) -> list[dict[str, Any]]:
+    """All rows of `workdir/metrics.jsonl` (an empty list when there is none)."""
+    path = pathlib.Path(workdir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def progress_line(
+    step: int, total_steps: int, scalars: dict[str, float], seconds_per_step: float
+) -> str:
+    """`step 400/3900 (10.3%) | epoch 5.1 | loss 1.8421 | lr 8.0e-04 | 2890 img/s | ETA 0:20:11`."""
+    eta = datetime.timedelta(seconds=round(max(total_steps - step, 0) * seconds_per_step))
+    parts = [f"step {step}/{total_steps} ({100 * step / total_steps:.1f}%)"]
+    if "epoch" in scalars:
+        parts.append(f"epoch {scalars['epoch']:.2f}")
+    if "train/loss" in scalars:
+        parts.append(f"loss {scalars['train/loss']:.4f}")
+    if "train/lr" in scalars:
+        parts.append(f"lr {scalars['train/lr']:.1e}")
+    if "train/img_per_s" in scalars:
+        parts.append(f"{scalars['train/img_per_s']:.0f} img/s")
+    parts.append(f"ETA {eta}")
+    return " | ".join(parts)

@@ -1,0 +1,133 @@
+"""CutMix, Mixup and label smoothing on the device, inside the jitted train step.
+
+Semantics (timm's `Mixup` in "batch" mode, torchvision v2's CutMix box law; DESIGN.md pins them):
+
+- One coin per batch: with probability `prob` the batch is mixed, else it passes unchanged.
+- With both alphas > 0, CutMix is chosen with probability `switch_prob`, else Mixup.
+- `lam ~ Beta(alpha, alpha)`, one value per batch.
+- CutMix box: side `int(H * sqrt(1 - lam))` (and likewise for W); centre uniform over the image;
+  the box spans `[c - side // 2, c + side // 2)` clipped to the image (timm's `rand_bbox`); the
+  partner's pixels are pasted into it and `lam` is corrected to `1 - box_area / (H * W)`.
+- Mixup: `lam * x + (1 - lam) * x_partner`.
+- Partner: the batch reversed within each device's shard (`num_shards` = devices on the mesh), so
+  pairing never crosses devices and needs no communication.
+- Targets: `lam * smooth(y) + (1 - lam) * smooth(y_partner)` with
+  `smooth(y) = (1 - eps) * onehot(y) + eps / K`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class MixSpec:
+    """The `config.mix` fields. Mixing is off when `prob == 0` or both alphas are 0."""
+
+    cutmix_alpha: float = 0.0
+    mixup_alpha: float = 0.0
+    prob: float = 0.0
+    switch_prob: float = 0.5
+
+    @property
+    def enabled(self) -> bool:
+        return self.prob > 0 and (self.cutmix_alpha > 0 or self.mixup_alpha > 0)
+
+
+def smooth_labels(labels: jax.Array, num_classes: int, eps: float) -> jax.Array:
+    """int labels [B] -> float32 targets [B, K]: (1 - eps) * onehot + eps / K."""
+    onehot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+    return onehot * (1.0 - eps) + eps / num_classes
+
+
+def reverse_within_shards(x: jax.Array, num_shards: int) -> jax.Array:
+    """The batch (leading axis) reversed inside each of `num_shards` equal contiguous shards."""
+    shards = x.reshape(num_shards, x.shape[0] // num_shards, *x.shape[1:])
+    return shards[:, ::-1].reshape(x.shape)
+
+
+def sample_box(
+    rng: jax.Array, lam: jax.Array, height: int, width: int
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """timm's `rand_bbox`: returns int32 scalars (y0, y1, x0, x1), a half-open, clipped box."""
+    cut_ratio = jnp.sqrt(1.0 - lam)
+    cut_h = (height * cut_ratio).astype(jnp.int32)
+    cut_w = (width * cut_ratio).astype(jnp.int32)
+    rng_y, rng_x = jax.random.split(rng)
+    cy = jax.random.randint(rng_y, (), 0, height)
+    cx = jax.random.randint(rng_x, (), 0, width)
+    y0, y1 = jnp.clip(cy - cut_h // 2, 0, height), jnp.clip(cy + cut_h // 2, 0, height)
+    x0, x1 = jnp.clip(cx - cut_w // 2, 0, width), jnp.clip(cx + cut_w // 2, 0, width)
+    return y0, y1, x0, x1
+
+
+def cutmix(
+    rng: jax.Array, images: jax.Array, partner: jax.Array, lam: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Pastes a box of `partner` into `images` ([B, H, W, C]); returns (mixed, corrected lam)."""
+    height, width = images.shape[1:3]
+    y0, y1, x0, x1 = sample_box(rng, lam, height, width)
+    rows = jnp.arange(height)[:, None]
+    cols = jnp.arange(width)[None, :]
+    in_box = (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)  # [H, W]
+    mixed = jnp.where(in_box[None, :, :, None], partner, images)
+    area = (y1 - y0) * (x1 - x0)
+    return mixed, 1.0 - area.astype(jnp.float32) / (height * width)
+
+
+def mix_batch(
+    rng: jax.Array,
+    images: jax.Array,
+    targets: jax.Array,
+    spec: MixSpec,
+    num_shards: int,
+) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+    """Mixes a batch as the module docstring says.
+
+    Args:
+      rng: a PRNG key.
+      images: float [B, H, W, C].
+      targets: float [B, K], already smoothed.
+      spec: the mixing config.
+      num_shards: devices the batch is sharded over; partners are paired within each shard.
+
+    Returns:
+      (images, targets, info) with info = {"lam": the effective lam (1 when not mixed),
+      "mixed": 1. when the batch was mixed, "cutmix": 1. when CutMix (not Mixup) was used}.
+    """
+    if not spec.enabled:
+        one = jnp.float32(1.0)
+        return images, targets, {"lam": one, "mixed": 0 * one, "cutmix": 0 * one}
+    rng_apply, rng_switch, rng_cut_lam, rng_mix_lam, rng_box = jax.random.split(rng, 5)
+    partner = reverse_within_shards(images, num_shards)
+    apply = jax.random.uniform(rng_apply) < spec.prob
+
+    if spec.cutmix_alpha > 0 and spec.mixup_alpha > 0:
+        use_cutmix = jax.random.uniform(rng_switch) < spec.switch_prob
+    else:
+        use_cutmix = jnp.bool_(spec.cutmix_alpha > 0)
+
+    lam = jnp.float32(1.0)
+    mixed = images
+    if spec.cutmix_alpha > 0:
+        lam_cut = jax.random.beta(rng_cut_lam, spec.cutmix_alpha, spec.cutmix_alpha)
+        mixed_cut, lam_cut = cutmix(rng_box, images, partner, lam_cut)
+        mixed, lam = mixed_cut, lam_cut
+    if spec.mixup_alpha > 0:
+        lam_mix = jax.random.beta(rng_mix_lam, spec.mixup_alpha, spec.mixup_alpha)
+        mixed_mix = lam_mix * images + (1.0 - lam_mix) * partner
+        mixed = jnp.where(use_cutmix, mixed, mixed_mix)
+        lam = jnp.where(use_cutmix, lam, lam_mix)
+
+    lam = jnp.where(apply, lam, 1.0).astype(jnp.float32)
+    images = jnp.where(apply, mixed, images)
+    targets = lam * targets + (1.0 - lam) * reverse_within_shards(targets, num_shards)
+    info = {
+        "lam": lam,
+        "mixed": apply.astype(jnp.float32),
+        "cutmix": (apply & use_cutmix).astype(jnp.float32),
+    }
+    return images, targets, info

@@ -1,0 +1,25 @@
+"""Models: the ViT and its construction from a config."""
+
+import jax.numpy as jnp
+import ml_collections
+
+from vit_locality.models.vit import ViT
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def build_model(model_config: ml_collections.ConfigDict, num_classes: int) -> ViT:
+    """The ViT that `config.model` describes (see configs/common.py for the fields)."""
+    return ViT(
+        num_classes=num_classes,
+        patch_size=model_config.patch_size,
+        width=model_config.width,
+        depth=model_config.depth,
+        num_heads=model_config.num_heads,
+        mlp_dim=model_config.mlp_dim,
+        pool=model_config.pool,
+        dtype=DTYPES[model_config.dtype],
+    )
+
+
+__all__ = ["DTYPES", "ViT", "build_model"]

@@ -1,0 +1,136 @@
+"""The train state, the optimizer and the jitted train and eval steps (no TensorFlow needed).
+
+The train step receives uint8 images straight from the input pipeline and does, on the device:
+normalization, label smoothing, CutMix/Mixup, forward, backward and the AdamW update. Its
+randomness is `fold_in(key(seed), step)`, a function of the step alone, so a resumed run draws
+exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.training import train_state
+
+from vit_locality import mixing
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+_INIT_STREAM, _STEP_STREAM = 0, 1
+
+
+def stream_key(seed: int, stream: int) -> jax.Array:
+    """Independent PRNG streams of one seed: parameter init and the per-step draws."""
+    return jax.random.fold_in(jax.random.key(seed), stream)
+
+
+class TrainState(train_state.TrainState):
+    """params + AdamW state + step (the step counts applied updates)."""
+
+
+def make_schedule(peak_lr: float, warmup_steps: int, total_steps: int) -> optax.Schedule:
+    """Linear warmup from 0 to `peak_lr` over `warmup_steps`, then cosine decay to 0."""
+    return optax.warmup_cosine_decay_schedule(
+        0.0, peak_lr, warmup_steps=warmup_steps, decay_steps=total_steps, end_value=0.0
+    )
+
+
+def make_optimizer(
+    schedule: optax.Schedule, weight_decay: float, grad_clip_norm: float
+) -> optax.GradientTransformation:
+    """Global-norm clipping, then AdamW; weight decay on weight matrices only (not on biases,
+    LayerNorm scales, the position embedding or the CLS token)."""
+
+    def decay_mask(params: Any) -> Any:
+        return jax.tree_util.tree_map_with_path(
+            lambda path, p: p.ndim > 1 and "pos_embedding" not in jax.tree_util.keystr(path),
+            params,
+        )
+
+    return optax.chain(
+        optax.clip_by_global_norm(grad_clip_norm),
+        optax.adamw(schedule, b1=0.9, b2=0.999, weight_decay=weight_decay, mask=decay_mask),
+    )
+
+
+def create_train_state(
+    model: nn.Module, tx: optax.GradientTransformation, seed: int, image_shape: tuple[int, ...]
+) -> TrainState:
+    """Fresh parameters from `key(seed)`; `image_shape` is (H, W, C). Jit it with out_shardings."""
+    dummy = jnp.zeros((1, *image_shape), jnp.float32)
+    params = model.init(stream_key(seed, _INIT_STREAM), dummy)["params"]
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
+def normalize(images: jax.Array, mean: tuple[float, ...], std: tuple[float, ...]) -> jax.Array:
+    """uint8 [B, H, W, C] -> float32 (x / 255 - mean) / std, per channel."""
+    mean_ = np.asarray(mean, np.float32)
+    std_ = np.asarray(std, np.float32)
+    return (images.astype(jnp.float32) / 255.0 - mean_) / std_
+
+
+def make_train_step(
+    model: nn.Module,
+    *,
+    num_classes: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    mix: mixing.MixSpec,
+    label_smoothing: float,
+    num_shards: int,
+    seed: int,
+    schedule: optax.Schedule,
+) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+    """The (unjitted) step: `(state, {"image": uint8 [B,H,W,C], "label": int [B]}) ->
+    (state, {"loss", "grad_norm", "lr", "lam"})`; `loss` is the mean over the batch of the soft-
+    target cross-entropy, `lr` the rate the update used."""
+
+    def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+        rng = jax.random.fold_in(stream_key(seed, _STEP_STREAM), state.step)
+        images = normalize(batch["image"], mean, std)
+        targets = mixing.smooth_labels(batch["label"], num_classes, label_smoothing)
+        images, targets, mix_info = mixing.mix_batch(rng, images, targets, mix, num_shards)
+
+        def loss_fn(params: Any) -> jax.Array:
+            logits, _ = model.apply({"params": params}, images)
+            return optax.softmax_cross_entropy(logits, targets).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        metrics = {
+            "loss": loss,
+            "grad_norm": optax.global_norm(grads),
+            "lr": schedule(state.step),
+            "lam": mix_info["lam"],
+        }
+        return state.apply_gradients(grads=grads), metrics
+
+    return train_step
+
+
+def make_eval_step(
+    model: nn.Module, *, num_classes: int, mean: tuple[float, ...], std: tuple[float, ...]
+) -> Callable[[Any, Batch], Metrics]:
+    """`(params, {"image", "label", "mask"}) -> sums over the real (mask=1) examples of
+    "loss" (cross-entropy with hard labels), "correct@1", "correct@5", and their "count"."""
+
+    def eval_step(params: Any, batch: Batch) -> Metrics:
+        logits, _ = model.apply({"params": params}, normalize(batch["image"], mean, std))
+        labels = batch["label"]
+        mask = batch["mask"].astype(jnp.float32)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        top5 = jax.lax.top_k(logits, min(5, num_classes))[1]
+        return {
+            "loss": jnp.sum(loss * mask),
+            "correct@1": jnp.sum((jnp.argmax(logits, -1) == labels) * mask),
+            "correct@5": jnp.sum(jnp.any(top5 == labels[:, None], axis=-1) * mask),
+            "count": jnp.sum(mask),
+        }
+
+    return eval_step

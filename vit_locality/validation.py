@@ -1,0 +1,126 @@
+"""Checks a config before any compute: each bad value raises a one-line `ConfigError` that names
+the field, the value and what is allowed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+from vit_locality.data.datasets import DATASETS
+from vit_locality.errors import ConfigError
+from vit_locality.models import DTYPES
+
+# Fields that change the shapes of the parameters or the data: a workdir's saved config must
+# agree with the new one on these before a run resumes from it.
+SHAPE_FIELDS = (
+    "dataset",
+    "model.patch_size",
+    "model.width",
+    "model.depth",
+    "model.num_heads",
+    "model.mlp_dim",
+    "model.pool",
+)
+
+
+def get_field(config: ml_collections.ConfigDict | dict, dotted: str) -> Any:
+    """`get_field(config, "model.width")`; works on ConfigDicts and plain nested dicts."""
+    value: Any = config
+    for key in dotted.split("."):
+        value = value[key]
+    return value
+
+
+def _fail(field: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"config.{field}={value!r} is not allowed: {allowed}")
+
+
+def _check_choice(config: ml_collections.ConfigDict, field: str, choices: tuple) -> None:
+    value = get_field(config, field)
+    if value not in choices:
+        _fail(field, value, "one of " + ", ".join(repr(c) for c in choices))
+
+
+def _check_positive(config: ml_collections.ConfigDict, field: str, integer: bool) -> None:
+    value = get_field(config, field)
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+        _fail(field, value, f"a positive {'integer' if integer else 'number'}")
+
+
+def _check_range(
+    config: ml_collections.ConfigDict, field: str, low: float, high: float, high_open: bool
+) -> None:
+    value = get_field(config, field)
+    inside = low <= value < high if high_open else low <= value <= high
+    if not inside:
+        _fail(field, value, f"a number in [{low}, {high}{')' if high_open else ']'}")
+
+
+def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
+    """Raises ConfigError on the first field whose value is not allowed."""
+    _check_choice(config, "dataset", tuple(DATASETS))
+    _check_choice(config, "data.source", ("tfds", "files"))
+    info = DATASETS[config.dataset]
+
+    m = config.model
+    for field in ("patch_size", "width", "depth", "num_heads", "mlp_dim"):
+        _check_positive(config, f"model.{field}", integer=True)
+    if info.image_size % m.patch_size:
+        _fail(
+            "model.patch_size",
+            m.patch_size,
+            f"a divisor of {config.dataset}'s image size {info.image_size}",
+        )
+    if m.width % m.num_heads:
+        _fail("model.width", m.width, f"a multiple of model.num_heads={m.num_heads}")
+    _check_choice(config, "model.pool", ("cls", "gap"))
+    _check_choice(config, "model.dtype", tuple(DTYPES))
+
+    _check_positive(config, "batch_size", integer=True)
+    if config.batch_size % num_devices:
+        _fail("batch_size", config.batch_size, f"a multiple of the device count {num_devices}")
+    if config.total_steps is None:
+        _check_positive(config, "total_epochs", integer=False)
+    else:
+        _check_positive(config, "total_steps", integer=True)
+    _check_positive(config, "lr", integer=False)
+    _check_range(config, "wd", 0.0, float("inf"), high_open=True)
+    _check_range(config, "warmup_epochs", 0.0, float("inf"), high_open=True)
+    _check_positive(config, "grad_clip_norm", integer=False)
+
+    _check_range(config, "aug.crop_padding", 0, info.image_size, high_open=True)
+    if config.aug.autoaugment and not info.has_autoaugment_policy:
+        _fail(
+            "aug.autoaugment",
+            True,
+            f"False for {config.dataset} (no AutoAugment policy; use aug.color_jitter)",
+        )
+    _check_range(config, "aug.color_jitter", 0.0, 1.0, high_open=False)
+
+    _check_range(config, "mix.prob", 0.0, 1.0, high_open=False)
+    _check_range(config, "mix.switch_prob", 0.0, 1.0, high_open=False)
+    for field in ("mix.cutmix_alpha", "mix.mixup_alpha"):
+        _check_range(config, field, 0.0, float("inf"), high_open=True)
+    if config.mix.prob > 0 and config.mix.cutmix_alpha == 0 and config.mix.mixup_alpha == 0:
+        _fail("mix.prob", config.mix.prob, "0 when mix.cutmix_alpha and mix.mixup_alpha are 0")
+    _check_range(config, "label_smoothing", 0.0, 1.0, high_open=True)
+
+    for field in ("log_every_steps", "ckpt_every_steps", "kept_checkpoints"):
+        _check_positive(config, field, integer=True)
+    if config.eval_every_steps is not None:
+        _check_positive(config, "eval_every_steps", integer=True)
+    _check_positive(config, "analysis.num_images", integer=True)
+    _check_positive(config, "analysis.every_epochs", integer=False)
+
+
+def check_resumable(saved: dict, config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Raises ConfigError when the workdir's saved config differs in a shape-changing field."""
+    for field in SHAPE_FIELDS:
+        old, new = get_field(saved, field), get_field(config, field)
+        if old != new:
+            raise ConfigError(
+                f"config.{field}={new!r} differs from {old!r} in {workdir}/config.json; resuming "
+                f"needs the same model and dataset: use another --workdir or the saved value"
+            )
