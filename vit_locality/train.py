@@ -14,6 +14,7 @@ import math
 import pathlib
 import signal
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -114,6 +115,46 @@ def evaluate(eval_step, params, images, labels, global_batch: int, mesh) -> dict
     }
 
 
+def _train_input(
+    config: ml_collections.ConfigDict,
+    images: np.ndarray,
+    labels: np.ndarray,
+    mesh: jax.sharding.Mesh,
+    start_step: int,
+    sched: Schedule,
+) -> Iterator[dict[str, jax.Array]]:
+    """Global train batches from `start_step` on: tf.data on the host, or on the device."""
+    if config.data.on_device:
+        from vit_locality.data.device_input import device_train_batches
+
+        return device_train_batches(
+            images,
+            labels,
+            mesh=mesh,
+            global_batch_size=config.batch_size,
+            start_step=start_step,
+            total_steps=sched.total_steps,
+            seed=config.seed,
+            padding=config.aug.crop_padding,
+            flip=config.aug.flip,
+        )
+    from vit_locality.data.augment import make_train_augment  # TensorFlow from here on
+    from vit_locality.data.train_input import train_batches
+
+    host_batches = train_batches(
+        images,
+        labels,
+        augment=make_train_augment(config.aug),
+        global_batch_size=config.batch_size,
+        start_step=start_step,
+        total_steps=sched.total_steps,
+        seed=config.seed,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    return sharding.prefetch_to_device(host_batches, sharding.batch_sharded(mesh))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains (or resumes) the run in `workdir`; returns the last eval metrics and the step."""
     # ------------------------------------------------------------------ Setup and checks
@@ -130,10 +171,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     train_images, train_labels = load_split(config, "train")
     test_images, test_labels = load_split(config, "test")
     sched = Schedule.from_config(config, len(train_images))
-    from vit_locality.data.augment import make_train_augment  # TensorFlow from here on
-    from vit_locality.data.train_input import train_batches
-
-    augment = make_train_augment(config.aug)
 
     # ------------------------------------------------------------------ Workdir
     if is_writer:
@@ -195,20 +232,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         ckpt.save(step_num, state, {"step": step_num, "dataset": config.dataset})
 
     # ------------------------------------------------------------------ Train loop
-    batches = sharding.prefetch_to_device(
-        train_batches(
-            train_images,
-            train_labels,
-            augment=augment,
-            global_batch_size=config.batch_size,
-            start_step=start_step,
-            total_steps=sched.total_steps,
-            seed=config.seed,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
-        ),
-        sharding.batch_sharded(mesh),
-    )
+    batches = _train_input(config, train_images, train_labels, mesh, start_step, sched)
     stop = _StopSignal()
     pending: list[tuple[int, dict[str, jax.Array]]] = []
     results: dict[str, float] = {}

@@ -1,0 +1,135 @@
+"""Throughput of the jitted, sharded train step on device-resident synthetic batches.
+
+Prints one JSON line per (model, dtype): img/s, step time, FLOPs per step from XLA's cost
+analysis, the achieved TFLOP/s and, when the device's peak is known (or given with
+`--peak_tflops`), the model FLOPs utilization. The step is the real one (normalization, CutMix,
+label smoothing, forward, backward, AdamW), on the Modern protocol. No TensorFlow needed.
+
+    python benchmarks/train_step.py [--batch_size=128] [--dtypes=float32,bfloat16]
+        [--models=cifar,tiny_imagenet] [--steps=20] [--peak_tflops=N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jax
+import numpy as np
+
+from vit_locality import mixing, sharding, step
+from vit_locality.data.datasets import DATASETS
+from vit_locality.models import DTYPES, ViT
+
+# Dense peak TFLOP/s per chip by device kind and dtype (vendor datasheets; float32 matmuls
+# run as TF32 on NVIDIA tensor cores under XLA's default precision).
+PEAK_TFLOPS = {
+    "H100": {"bfloat16": 989.0, "float32": 494.5},
+    "H200": {"bfloat16": 989.0, "float32": 494.5},
+    "A100": {"bfloat16": 312.0, "float32": 156.0},
+    "TPU v4": {"bfloat16": 275.0, "float32": 275.0},
+    "TPU v5 lite": {"bfloat16": 197.0, "float32": 197.0},
+    "TPU v5p": {"bfloat16": 459.0, "float32": 459.0},
+}
+
+MODELS = {  # name -> (dataset, patch size); both give an 8x8 token grid
+    "cifar": ("cifar100", 4),
+    "tiny_imagenet": ("tiny_imagenet", 8),
+}
+
+
+def peak_tflops(dtype: str, override: float | None) -> float | None:
+    if override:
+        return override
+    kind = jax.devices()[0].device_kind
+    for name, peaks in PEAK_TFLOPS.items():
+        if name in kind:
+            return peaks[dtype] * jax.device_count()
+    return None
+
+
+def flops_of(compiled) -> float | None:
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, list):  # older JAX returns one dict per computation
+        analysis = analysis[0] if analysis else {}
+    return float(analysis["flops"]) if analysis and "flops" in analysis else None
+
+
+def benchmark(model_name: str, dtype: str, batch_size: int, steps: int, peak: float | None):
+    dataset, patch = MODELS[model_name]
+    info = DATASETS[dataset]
+    mesh = sharding.make_mesh()
+    model = ViT(num_classes=info.num_classes, patch_size=patch, dtype=DTYPES[dtype])
+    schedule = step.make_schedule(1e-3, 10, 1000)
+    tx = step.make_optimizer(schedule, 0.05, 1.0)
+    repl = sharding.replicated(mesh)
+    shape = (info.image_size, info.image_size, info.channels)
+    state = jax.jit(lambda: step.create_train_state(model, tx, 0, shape), out_shardings=repl)()
+    train_step = jax.jit(
+        step.make_train_step(
+            model,
+            num_classes=info.num_classes,
+            mean=info.mean,
+            std=info.std,
+            mix=mixing.MixSpec(cutmix_alpha=1.0, prob=1.0),
+            label_smoothing=0.1,
+            num_shards=mesh.size,
+            seed=0,
+            schedule=schedule,
+        ),
+        donate_argnums=(0,),
+        out_shardings=(repl, repl),
+    )
+    rng = np.random.default_rng(0)
+    batch = sharding.to_global(
+        {
+            "image": rng.integers(0, 256, (batch_size, *shape), dtype=np.uint8),
+            "label": rng.integers(0, info.num_classes, (batch_size,), dtype=np.int32),
+        },
+        sharding.batch_sharded(mesh),
+    )
+    compiled = train_step.lower(state, batch).compile()
+    flops = flops_of(compiled)
+    for _ in range(2):  # warm up
+        state, metrics = compiled(state, batch)
+    jax.block_until_ready(metrics)
+    start = time.perf_counter()
+    for _ in range(steps):
+        state, metrics = compiled(state, batch)
+    jax.block_until_ready((state, metrics))
+    seconds = (time.perf_counter() - start) / steps
+    row = {
+        "name": f"train_step/{model_name}",
+        "img_per_s": round(batch_size / seconds, 1),
+        "step_ms": round(1000 * seconds, 2),
+        "image_size": info.image_size,
+        "patch_size": patch,
+        "dtype": dtype,
+        "batch_size": batch_size,
+        "devices": jax.device_count(),
+        "device_kind": jax.devices()[0].device_kind,
+        "flops_per_step": flops,
+        "tflops_per_s": round(flops / seconds / 1e12, 3) if flops else None,
+        "mfu": round(flops / seconds / 1e12 / peak, 4) if flops and peak else None,
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--models", default="cifar,tiny_imagenet")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--peak_tflops", type=float, default=None, help="peak of all devices")
+    args = parser.parse_args()
+    for model_name in args.models.split(","):
+        for dtype in args.dtypes.split(","):
+            peak = peak_tflops(dtype, args.peak_tflops)
+            benchmark(model_name, dtype, args.batch_size, args.steps, peak)
+
+
+if __name__ == "__main__":
+    main()

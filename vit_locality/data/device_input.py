@@ -1,0 +1,80 @@
+"""The train input on the device (`data.on_device=True`): no TensorFlow, no host in the loop.
+
+The decoded training set (uint8) is put on every device once. Each step's global batch is
+gathered and augmented there by a jitted function of the step number, with the same epoch
+structure as the tf.data input (a permutation per epoch, full batches, remainder dropped) but
+JAX's random streams, so the batches differ from tf.data's while staying a function of the step:
+resume is exact. Only the Baseline augmentation (zero-pad + random crop, flip) is available here;
+AutoAugment and ColorJitter need the tf.data input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from vit_locality import sharding
+
+_PERMUTATION_STREAM, _AUGMENT_STREAM = 0, 1
+
+
+def pad_crop_flip(key: jax.Array, image: jax.Array, padding: int, flip: bool) -> jax.Array:
+    """One uint8 [H, W, C] image: zero-pad by `padding`, random crop back, mirror with p = 1/2."""
+    crop_key, flip_key = jax.random.split(key)
+    height, width, channels = image.shape
+    if padding > 0:
+        padded = jnp.pad(image, ((padding, padding), (padding, padding), (0, 0)))
+        offset = jax.random.randint(crop_key, (2,), 0, 2 * padding + 1)
+        image = jax.lax.dynamic_slice(padded, (offset[0], offset[1], 0), (height, width, channels))
+    if flip:
+        image = jnp.where(jax.random.uniform(flip_key) < 0.5, image[:, ::-1], image)
+    return image
+
+
+def make_batch_fn(
+    num_examples: int, global_batch_size: int, *, seed: int, padding: int, flip: bool
+):
+    """`(images [N,H,W,C], labels [N], step) -> {"image": [B,H,W,C], "label": [B]}`, jittable."""
+    steps_per_epoch = num_examples // global_batch_size
+    base = jax.random.key(seed)
+
+    def batch_fn(images: jax.Array, labels: jax.Array, step: jax.Array) -> dict[str, jax.Array]:
+        epoch, within = step // steps_per_epoch, step % steps_per_epoch
+        perm_key = jax.random.fold_in(jax.random.fold_in(base, _PERMUTATION_STREAM), epoch)
+        order = jax.random.permutation(perm_key, num_examples)
+        rows = jax.lax.dynamic_slice(order, (within * global_batch_size,), (global_batch_size,))
+        positions = step * global_batch_size + jnp.arange(global_batch_size)
+        aug_base = jax.random.fold_in(base, _AUGMENT_STREAM)
+        keys = jax.vmap(lambda p: jax.random.fold_in(aug_base, p))(positions)
+        augmented = jax.vmap(lambda k, x: pad_crop_flip(k, x, padding, flip))(keys, images[rows])
+        return {"image": augmented, "label": labels[rows]}
+
+    return batch_fn
+
+
+def device_train_batches(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    mesh: Mesh,
+    global_batch_size: int,
+    start_step: int,
+    total_steps: int,
+    seed: int,
+    padding: int,
+    flip: bool,
+) -> Iterator[dict[str, jax.Array]]:
+    """Global batches of steps `start_step .. total_steps-1`, already sharded over `mesh`."""
+    replicated = sharding.replicated(mesh)
+    images_d = jax.device_put(images, replicated)
+    labels_d = jax.device_put(labels.astype(np.int32), replicated)
+    batch_fn = jax.jit(
+        make_batch_fn(len(images), global_batch_size, seed=seed, padding=padding, flip=flip),
+        out_shardings=sharding.batch_sharded(mesh),
+    )
+    for step in range(start_step, total_steps):
+        yield batch_fn(images_d, labels_d, jax.device_put(np.int32(step), replicated))
