@@ -12,6 +12,7 @@ import pathlib
 
 import numpy as np
 
+from vit_locality.data.tiny_imagenet_files import read_tiny_imagenet
 from vit_locality.errors import DataError
 
 CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
@@ -110,4 +111,5 @@ READERS = {
     "cifar10": read_cifar10,
     "cifar100": read_cifar100,
     "fashion_mnist": read_fashion_mnist,
+    "tiny_imagenet": read_tiny_imagenet,
 }

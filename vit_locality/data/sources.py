@@ -30,6 +30,13 @@ def _load_tfds(config: ml_collections.ConfigDict, split: str) -> tuple[np.ndarra
 
     tf.config.set_visible_devices([], "GPU")
     info = DATASETS[config.dataset]
+    prepare_kwargs = {}
+    if config.dataset == "tiny_imagenet":
+        from vit_locality.data import tiny_imagenet  # noqa: F401  (registers the tfds builder)
+
+        if config.data.dir:  # a tiny-imagenet-200.zip or folder there is used, not downloaded
+            manual = tfds.download.DownloadConfig(manual_dir=config.data.dir)
+            prepare_kwargs["download_config"] = manual
     try:
         images, labels = tfds.as_numpy(
             tfds.load(
@@ -38,6 +45,7 @@ def _load_tfds(config: ml_collections.ConfigDict, split: str) -> tuple[np.ndarra
                 batch_size=-1,
                 as_supervised=True,
                 data_dir=config.data.dir or None,
+                download_and_prepare_kwargs=prepare_kwargs,
             )
         )
     except Exception as e:  # tfds raises many kinds (download, missing builder, checksums).
