@@ -94,6 +94,14 @@ def test_training_learns_and_leaves_the_workdir_design_describes(uninterrupted):
     assert "val/prec@5" not in evals[0]  # 10 classes
     assert evals[-1]["val/prec@1"] > 15.0  # chance is 10% on the 1017 real test images
     assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [20, 40, 60]
+    locality = json.loads((workdir / "locality.json").read_text())
+    assert locality["step"] == TOTAL_STEPS and locality["grid"] == [8, 8]
+    assert np.asarray(locality["per_head"]["mad"]).shape == (2, 2)  # [layers, heads]
+    (row,) = [r for r in rows if "locality/min_mad_first_layer" in r]
+    assert row["step"] == TOTAL_STEPS
+    assert row["locality/min_mad_first_layer"] == locality["summary"]["min_mad_first_layer"]
+    for name in ("mad_per_head", "entropy_per_head", "attention_maps", "training_curves"):
+        assert (workdir / "plots" / f"{name}.png").stat().st_size > 0
     assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
     assert f"step {TOTAL_STEPS}/{TOTAL_STEPS} (100.0%)" in result.stdout
     assert "ETA 0:00:00" in result.stdout

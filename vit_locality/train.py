@@ -22,6 +22,11 @@ import ml_collections
 import numpy as np
 
 from vit_locality import checkpointing, metrics, mixing, sharding, step
+from vit_locality.analysis.results import (
+    analyze_and_write,
+    locality_scalars,
+    write_training_curves,
+)
 from vit_locality.data.datasets import DATASETS
 from vit_locality.data.eval_input import eval_batches
 from vit_locality.data.sources import load_split
@@ -42,6 +47,7 @@ class Schedule:
     total_steps: int
     warmup_steps: int
     eval_every_steps: int
+    analysis_every_steps: int
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, num_train: int) -> Schedule:
@@ -58,7 +64,8 @@ class Schedule:
                 f"config.warmup_epochs={config.warmup_epochs} is not allowed: fewer than the "
                 f"{total / spe:.2f} epochs of training ({warmup} >= {total} steps)"
             )
-        return cls(spe, total, warmup, config.eval_every_steps or spe)
+        analysis_every = max(1, round(config.analysis.every_epochs * spe))
+        return cls(spe, total, warmup, config.eval_every_steps or spe, analysis_every)
 
 
 def _read_saved_config(workdir: pathlib.Path) -> dict | None:
@@ -228,6 +235,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         )
         return results
 
+    def run_analysis(step_num: int) -> None:
+        """Locality of every head on the fixed eval subset: locality.json, plots, scalars."""
+        record = analyze_and_write(
+            workdir_path,
+            model,
+            state.params,
+            test_images[: config.analysis.num_images],
+            step=step_num,
+            dataset=config.dataset,
+            mesh=mesh,
+            batch_size=config.batch_size,
+        )
+        summary = record["summary"]
+        writer.write(
+            step_num,
+            {"epoch": step_num / sched.steps_per_epoch, **locality_scalars(summary)},
+        )
+        if is_writer:
+            write_training_curves(workdir_path)
+            print(
+                f"locality at step {step_num}: min MAD first layer "
+                f"{summary['min_mad_first_layer']:.3f}, early {summary['min_mad_early']:.3f}",
+                flush=True,
+            )
+
     def save(step_num: int) -> None:
         ckpt.save(step_num, state, {"step": step_num, "dataset": config.dataset})
 
@@ -274,6 +306,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 return {"step": step_num, "preempted": True}
             if step_num % sched.eval_every_steps == 0 or is_last:
                 results = run_eval(step_num)
+            if step_num % sched.analysis_every_steps == 0 or is_last:
+                run_analysis(step_num)
             if step_num % config.log_every_steps == 0 or must_save:
                 interval_start, interval_first_step = time.perf_counter(), step_num
     finally:

@@ -14,11 +14,19 @@ intermediates in the style of big_vision:
 - `pre_logits`: [B, D] the pooled representation (CLS token or the mean of the patch tokens),
 - `logits`:     [B, num_classes],
 - `attention`:  (only with `return_attention=True`) a tuple of `depth` float32 arrays
-  [B, num_heads, T, T], the post-softmax attention of every layer.
+  [B, num_heads, T, T], the post-softmax attention of every layer,
+- `attention_reduced`: (only with `reduce_attention=fn`) a tuple of `depth` pytrees, `fn` applied
+  to each layer's float32 [B, num_heads, T, T] attention as soon as the layer has computed it.
+
+`reduce_attention` is for analysing attention on large inputs: each layer's reduction is finished
+(`jax.lax.optimization_barrier`) before the next block starts, so under `jax.jit` the maps of one
+layer are freed before the next layer's exist and the peak memory is about one layer's maps, not
+`depth` layers'. It adds no parameters and changes no other output.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import einops
@@ -113,7 +121,11 @@ class ViT(nn.Module):
 
     @nn.compact
     def __call__(
-        self, images: jax.Array, *, return_attention: bool = False
+        self,
+        images: jax.Array,
+        *,
+        return_attention: bool = False,
+        reduce_attention: Callable[[jax.Array], Any] | None = None,
     ) -> tuple[jax.Array, dict[str, Any]]:
         out: dict[str, Any] = {}
         p = self.patch_size
@@ -130,12 +142,16 @@ class ViT(nn.Module):
             cls = jnp.broadcast_to(cls.astype(self.dtype), (x.shape[0], 1, self.width))
             x = jnp.concatenate([cls, x], axis=1)
 
-        attention = []
+        attention, reduced = [], []
         for i in range(self.depth):
             x, probs = EncoderBlock(
                 self.num_heads, self.mlp_dim, dtype=self.dtype, name=f"block{i:02d}"
             )(x)
             attention.append(probs)
+            if reduce_attention is not None:
+                # The next block waits for this reduction, so these maps die before the next ones.
+                x, layer_reduced = jax.lax.optimization_barrier((x, reduce_attention(probs)))
+                reduced.append(layer_reduced)
         x = nn.LayerNorm(dtype=self.dtype, name="encoder_norm")(x)
         out["encoded"] = x
 
@@ -147,4 +163,6 @@ class ViT(nn.Module):
         out["logits"] = logits
         if return_attention:
             out["attention"] = tuple(attention)
+        if reduce_attention is not None:
+            out["attention_reduced"] = tuple(reduced)
         return logits, out

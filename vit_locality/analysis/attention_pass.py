@@ -1,0 +1,192 @@
+"""The jitted model-level locality pass: attention reduced on the device, layer by layer.
+
+`make_locality_pass` builds `f(params, images, mask) -> (sums, count)`: the ViT runs in eval mode
+on uint8 images (normalized inside), and every layer's post-softmax attention goes through
+`locality.locality_sums` as soon as the layer has computed it (the model's `reduce_attention`
+hook), one head at a time (`lax.scan` over heads). Only the per-[layer, head] sums leave the
+device; the peak memory is that of about one layer's attention maps for the batch (measured with
+XLA's memory analysis in tests/test_analysis_pass.py and benchmarks/analysis.py), whatever the
+depth.
+
+`analyze_params` runs the pass over a set of images like the eval loop does (batch sharded over the
+('data',) mesh, parameters replicated, the last batch padded and masked) and accumulates the sums
+on the host in float64, so the result is the exact mean over images and query patches with equal
+weights, whatever the batch size or the device count (up to float32 rounding inside a batch).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from vit_locality import sharding
+from vit_locality.analysis.locality import locality_sums
+from vit_locality.data.eval_input import eval_batches
+from vit_locality.models import ViT
+from vit_locality.step import normalize
+
+
+def patch_grid(model: ViT, image_size: int | tuple[int, int]) -> tuple[int, int]:
+    """`(gh, gw)`, the patch grid of `model` on square (int) or `(H, W)` images, in patches."""
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    return height // model.patch_size, width // model.patch_size
+
+
+@functools.lru_cache(maxsize=8)
+def make_locality_pass(
+    model: ViT, mean: tuple[float, ...], std: tuple[float, ...]
+) -> jax.stages.Wrapped:
+    """The jitted pass `f(params, images, mask) -> (sums, count)` of `model`.
+
+    Cached on its (hashable) arguments, so a train loop that analyses every few epochs compiles it
+    once per input shape.
+
+    Args:
+      model: the ViT; its `patch_size` and `num_prefix_tokens` define the token grid.
+      mean, std: the dataset's per-channel statistics in [0, 1] units (`DATASETS[name].mean`).
+
+    Returns:
+      A jitted function of `params` (the model's parameter pytree), `images` (uint8
+      `[B, H, W, C]`, H and W multiples of the patch size) and `mask` (bool `[B]`, False for
+      padding images), returning `sums`, name -> float32 `[L, H]` sums over the real images and
+      their query patches of every metric in `locality.DEFINITIONS`, and `count`, the int32 number
+      of (image, query patch) pairs summed. `locality.finalize(sums, count)` gives the means.
+    """
+
+    def locality_pass(
+        params: Any, images: jax.Array, mask: jax.Array
+    ) -> tuple[dict[str, jax.Array], jax.Array]:
+        grid = patch_grid(model, images.shape[1:3])
+        reduce_one_head = functools.partial(
+            locality_sums,
+            grid=grid,
+            num_prefix_tokens=model.num_prefix_tokens,
+            patch_size=model.patch_size,
+            mask=mask,
+        )
+
+        def reduce_layer(probs: jax.Array) -> tuple[dict[str, jax.Array], jax.Array]:
+            # One head at a time: the reduction's float32 temporaries are [B, 1, T, T] each,
+            # 1/num_heads of the layer's maps, instead of several copies of [B, H, T, T].
+            def head(_: None, h: jax.Array) -> tuple[None, tuple[dict[str, jax.Array], jax.Array]]:
+                return None, reduce_one_head(jax.lax.dynamic_index_in_dim(probs, h, axis=1))
+
+            _, (sums, counts) = jax.lax.scan(head, None, jnp.arange(probs.shape[1]))
+            return {k: v[:, 0] for k, v in sums.items()}, counts[0]  # [H] each; count scalar
+
+        _, out = model.apply(
+            {"params": params}, normalize(images, mean, std), reduce_attention=reduce_layer
+        )
+        per_layer = out["attention_reduced"]  # depth x (sums {name: [H]}, count)
+        sums = {k: jnp.stack([layer[0][k] for layer in per_layer]) for k in per_layer[0][0]}
+        return sums, per_layer[0][1]
+
+    return jax.jit(locality_pass)
+
+
+def analyze_params(
+    model: ViT,
+    params: Any,
+    images: np.ndarray,
+    *,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    mesh: Mesh,
+    batch_size: int,
+) -> dict[str, np.ndarray]:
+    """Every per-head locality metric of `model` with `params`, averaged over `images`.
+
+    Every process passes the same `images` and gets the same result; each feeds its own rows of
+    every global batch.
+
+    Args:
+      model: the ViT.
+      params: its parameter pytree (placed replicated on `mesh`; a no-op when it already is).
+      images: uint8 `[N, H, W, C]`, the raw (unnormalized) eval images, N >= 1.
+      mean, std: the dataset's per-channel statistics in [0, 1] units.
+      mesh: the ('data',) mesh; batches are split over it.
+      batch_size: global images per batch, rounded up to a multiple of the device count; the
+        last batch is padded with masked zeros.
+
+    Returns:
+      name -> float64 `[L, H]` NumPy array, the mean over the N images and their query patches of
+      every metric in `locality.DEFINITIONS` (units there).
+    """
+    batch_size = -(-max(batch_size, 1) // mesh.size) * mesh.size
+    locality_pass = make_locality_pass(model, tuple(mean), tuple(std))
+    params = jax.device_put(params, sharding.replicated(mesh))
+    data_sharding = sharding.batch_sharded(mesh)
+    pending = []  # dispatch every batch before fetching any result, so the device never waits
+    for batch in eval_batches(
+        images,
+        np.zeros(len(images), np.int32),
+        global_batch_size=batch_size,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    ):
+        batch = sharding.to_global({"image": batch["image"], "mask": batch["mask"]}, data_sharding)
+        pending.append(locality_pass(params, batch["image"], batch["mask"]))
+    totals: dict[str, np.ndarray] = {}
+    count = 0
+    for sums, batch_count in jax.device_get(pending):
+        for name, value in sums.items():
+            totals[name] = totals.get(name, 0.0) + np.asarray(value, np.float64)
+        count += int(batch_count)
+    return {name: total / count for name, total in totals.items()}
+
+
+@functools.partial(jax.jit, static_argnames=("model", "mean", "std", "layer"))
+def _query_attention(
+    params: Any,
+    images: jax.Array,
+    *,
+    model: ViT,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    layer: int,
+) -> jax.Array:
+    gh, gw = patch_grid(model, images.shape[1:3])
+    p = model.num_prefix_tokens
+    query = p + (gh // 2) * gw + gw // 2
+
+    def centre_row(probs: jax.Array) -> jax.Array:
+        row = probs[:, :, query, p:]  # [B, H, N]: the centre patch's attention over patches
+        return row / jnp.maximum(row.sum(-1, keepdims=True), jnp.finfo(jnp.float32).tiny)
+
+    _, out = model.apply(
+        {"params": params}, normalize(images, mean, std), reduce_attention=centre_row
+    )
+    return out["attention_reduced"][layer].reshape(images.shape[0], -1, gh, gw)
+
+
+def centre_attention(
+    model: ViT,
+    params: Any,
+    images: np.ndarray,
+    *,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    layer: int = 0,
+) -> np.ndarray:
+    """One layer's attention of the centre patch query, for a few images (for figures).
+
+    The query is the patch at grid cell `(gh // 2, gw // 2)`; its attention over the patch keys
+    is renormalized to sum to 1 (the `At` of the locality definitions).
+
+    Args:
+      model, params: the ViT and its parameters.
+      images: uint8 `[B, H, W, C]`, a few raw eval images.
+      mean, std: the dataset's per-channel statistics in [0, 1] units.
+      layer: which layer, 0 = the first.
+
+    Returns:
+      float32 `[B, num_heads, gh, gw]`: the attention weight of each key patch.
+    """
+    return np.asarray(
+        _query_attention(params, images, model=model, mean=tuple(mean), std=tuple(std), layer=layer)
+    )

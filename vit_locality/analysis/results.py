@@ -1,0 +1,274 @@
+"""What a locality analysis leaves in a workdir: `locality.json`, `plots/`, metrics scalars.
+
+`analyze_and_write` is the one call shared by the train loop and `python -m vit_locality.analyze`:
+the jitted pass over the eval images, then `locality.json` and the per-head and attention-map
+figures. `write_training_curves` redraws `plots/training_curves.png` from `metrics.jsonl`.
+
+Scalars for `metrics.jsonl` and TensorBoard (`locality_scalars`), all floats, MAD as a fraction of
+the image width and entropy normalized to [0, 1] as in `locality.DEFINITIONS`:
+
+- `locality/min_mad_first_layer`, `locality/min_mad_early`: the headline values,
+- `locality/{mad,entropy}_{min,mean,max}/layer_{l:02d}`: min / mean / max over the heads of
+  layer l (from 0), e.g. `locality/mad_mean/layer_00`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from vit_locality import metrics
+from vit_locality.analysis import plots
+from vit_locality.analysis.attention_pass import analyze_params, centre_attention, patch_grid
+from vit_locality.analysis.locality import DEFINITIONS, patch_distances, summarize
+from vit_locality.data.datasets import DATASETS
+from vit_locality.models import ViT
+
+LOCALITY_FILE = "locality.json"
+PLOTS_DIR = "plots"
+PER_LAYER_STATS = tuple(
+    f"{name}_{stat}" for name in ("mad", "entropy") for stat in ("min", "mean", "max")
+)
+
+
+def locality_record(
+    per_head: Mapping[str, Any],
+    *,
+    step: int,
+    dataset: str,
+    num_images: int,
+    image_size: int,
+    patch_size: int,
+    grid: tuple[int, int],
+    num_prefix_tokens: int,
+) -> dict[str, Any]:
+    """The `locality.json` object of docs/DESIGN.md, JSON-ready.
+
+    Args:
+      per_head: name -> `[L, H]` array-like, every metric of `locality.DEFINITIONS`.
+      step: the training step of the parameters analysed.
+      dataset: the config's dataset name.
+      num_images: how many eval images (the first ones of the test split) were averaged over.
+      image_size: image side in pixels.
+      patch_size: patch side in pixels.
+      grid: `(gh, gw)`, the patch grid.
+      num_prefix_tokens: P (1 with a CLS token, 0 with GAP).
+
+    Returns:
+      `{"step", "dataset", "num_images", "image_size", "patch_size", "grid": [gh, gw],
+      "num_prefix_tokens", "definitions", "per_head": {name: [[L x H floats]]}, "summary"}`.
+    """
+    return {
+        "step": int(step),
+        "dataset": dataset,
+        "num_images": int(num_images),
+        "image_size": int(image_size),
+        "patch_size": int(patch_size),
+        "grid": [int(grid[0]), int(grid[1])],
+        "num_prefix_tokens": int(num_prefix_tokens),
+        "definitions": dict(DEFINITIONS),
+        "per_head": {
+            name: np.asarray(per_head[name], np.float64).tolist() for name in sorted(DEFINITIONS)
+        },
+        "summary": summarize(per_head),
+    }
+
+
+def write_locality(
+    workdir: str | pathlib.Path,
+    per_head: Mapping[str, Any],
+    *,
+    step: int,
+    dataset: str,
+    num_images: int,
+    image_size: int,
+    patch_size: int,
+    grid: tuple[int, int],
+    num_prefix_tokens: int,
+) -> dict[str, Any]:
+    """Writes `workdir/locality.json` (atomically: a reader never sees half a file).
+
+    Arguments as in `locality_record`; returns the record written.
+    """
+    record = locality_record(
+        per_head,
+        step=step,
+        dataset=dataset,
+        num_images=num_images,
+        image_size=image_size,
+        patch_size=patch_size,
+        grid=grid,
+        num_prefix_tokens=num_prefix_tokens,
+    )
+    _write_record(workdir, record)
+    return record
+
+
+def _write_record(workdir: str | pathlib.Path, record: Mapping[str, Any]) -> None:
+    path = pathlib.Path(workdir) / LOCALITY_FILE
+    partial = path.with_name(path.name + ".tmp")
+    # One line per innermost list of numbers (a layer's heads), not one line per number.
+    text = re.sub(
+        r"\[\s+([-+.\deE,\s]+?)\s+\]",
+        lambda m: "[" + " ".join(m.group(1).split()) + "]",
+        json.dumps(record, indent=1),
+    )
+    partial.write_text(text + "\n")
+    os.replace(partial, path)
+
+
+def locality_scalars(summary: Mapping[str, Any]) -> dict[str, float]:
+    """Flat `locality/...` scalars (names in the module docstring) from `summarize` output."""
+    scalars = {
+        "locality/min_mad_first_layer": float(summary["min_mad_first_layer"]),
+        "locality/min_mad_early": float(summary["min_mad_early"]),
+    }
+    for stat in PER_LAYER_STATS:
+        for layer, value in enumerate(summary[stat]):
+            scalars[f"locality/{stat}/layer_{layer:02d}"] = float(value)
+    return scalars
+
+
+def format_table(record: Mapping[str, Any]) -> str:
+    """A compact per-layer table of a `locality.json` record: MAD and entropy min/mean/max."""
+    s = record["summary"]
+    gh, gw = record["grid"]
+    lines = [
+        f"locality at step {record['step']}: {record['dataset']}, {record['num_images']} test "
+        f"images, {gh}x{gw} patches of {record['patch_size']} px, "
+        f"{record['num_prefix_tokens']} prefix token(s)",
+        "MAD: fraction of the image width; entropy: 1 = uniform over patches",
+        f"{'layer':>5}  {'MAD min':>7} {'mean':>6} {'max':>6}   {'entropy min':>11} {'mean':>6} "
+        f"{'max':>6}",
+    ]
+    for layer in range(len(s["mad_min"])):
+        lines.append(
+            f"{layer:>5}  {s['mad_min'][layer]:>7.4f} {s['mad_mean'][layer]:>6.4f} "
+            f"{s['mad_max'][layer]:>6.4f}   {s['entropy_min'][layer]:>11.4f} "
+            f"{s['entropy_mean'][layer]:>6.4f} {s['entropy_max'][layer]:>6.4f}"
+        )
+    lines.append(
+        f"min_mad_first_layer {s['min_mad_first_layer']:.4f}   "
+        f"min_mad_early {s['min_mad_early']:.4f}"
+    )
+    return "\n".join(lines)
+
+
+def write_locality_plots(
+    workdir: str | pathlib.Path,
+    record: Mapping[str, Any],
+    images: np.ndarray,
+    maps: np.ndarray,
+) -> list[pathlib.Path]:
+    """Writes `plots/mad_per_head.png`, `plots/entropy_per_head.png`, `plots/attention_maps.png`.
+
+    Args:
+      workdir: the run directory.
+      record: its `locality.json` record (`locality_record`).
+      images: uint8 `[B, H, W, C]`, a few raw eval images.
+      maps: `[B, heads, gh, gw]`, their first-layer attention from the centre patch
+        (`attention_pass.centre_attention`).
+
+    Returns:
+      The paths written.
+    """
+    out = pathlib.Path(workdir) / PLOTS_DIR
+    gh, gw = record["grid"]
+    patch_size = record["patch_size"]
+    about = f"{record['dataset']}, step {record['step']}, {record['num_images']} images"
+    mad = np.asarray(record["per_head"]["mad"])
+    return [
+        plots.plot_per_head(
+            mad,
+            out / "mad_per_head.png",
+            ylabel="mean attention distance (fraction of width)",
+            title=f"Mean attention distance per head\n{about}",
+            uniform=float(patch_distances((gh, gw)).mean() / gw),
+            pixels_per_unit=gw * patch_size,
+        ),
+        plots.plot_per_head(
+            np.asarray(record["per_head"]["entropy"]),
+            out / "entropy_per_head.png",
+            ylabel="normalized attention entropy",
+            title=f"Attention entropy per head\n{about}",
+            uniform=1.0,
+        ),
+        plots.plot_attention_maps(
+            images,
+            maps,
+            out / "attention_maps.png",
+            title=f"Layer 0 attention from the centre patch (cyan)\n{about}; heads titled by MAD",
+            head_labels=[f"{v:.3f}" for v in mad[0]],
+        ),
+    ]
+
+
+def write_training_curves(workdir: str | pathlib.Path) -> pathlib.Path | None:
+    """Redraws `plots/training_curves.png` from `metrics.jsonl`; None when it has no rows."""
+    rows = metrics.read_metrics(workdir)
+    if not rows:
+        return None
+    return plots.plot_training_curves(
+        rows,
+        pathlib.Path(workdir) / PLOTS_DIR / "training_curves.png",
+        title=str(pathlib.Path(workdir).resolve().name),
+    )
+
+
+def analyze_and_write(
+    workdir: str | pathlib.Path,
+    model: ViT,
+    params: Any,
+    images: np.ndarray,
+    *,
+    step: int,
+    dataset: str,
+    mesh: Mesh,
+    batch_size: int,
+    num_map_images: int = 4,
+) -> dict[str, Any]:
+    """Analyses `params` on `images`; process 0 writes `locality.json` and the three figures.
+
+    Every process must call it (the pass is a collective over `mesh`) with the same `images`.
+
+    Args:
+      workdir: the run directory (it must exist).
+      model: the ViT; params: its parameters (replicated on `mesh`, or placed there).
+      images: uint8 `[N, H, W, C]`, the first N raw test images (N = config.analysis.num_images).
+      step: the training step of `params`.
+      dataset: the config's dataset name (gives mean/std for normalization).
+      mesh: the ('data',) mesh.
+      batch_size: global batch size of the pass (rounded up to a multiple of the device count).
+      num_map_images: how many of `images` the attention-map figure shows.
+
+    Returns:
+      The `locality.json` record; `locality_scalars(record["summary"])` gives the metrics scalars.
+    """
+    info = DATASETS[dataset]
+    per_head = analyze_params(
+        model, params, images, mean=info.mean, std=info.std, mesh=mesh, batch_size=batch_size
+    )
+    record = locality_record(
+        per_head,
+        step=step,
+        dataset=dataset,
+        num_images=len(images),
+        image_size=images.shape[1],
+        patch_size=model.patch_size,
+        grid=patch_grid(model, images.shape[1:3]),
+        num_prefix_tokens=model.num_prefix_tokens,
+    )
+    map_images = images[:num_map_images]
+    maps = centre_attention(model, params, map_images, mean=info.mean, std=info.std)
+    if jax.process_index() == 0:
+        _write_record(workdir, record)
+        write_locality_plots(workdir, record, map_images, maps)
+    return record

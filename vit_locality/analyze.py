@@ -1,0 +1,156 @@
+"""Attention locality of a trained checkpoint: `python -m vit_locality.analyze --workdir=DIR
+[--step=N] [--num_images=N] [--data_dir=PATH]`.
+
+Reads `DIR/config.json`, restores the parameters of checkpoint `--step` (default: the latest) onto
+this machine's devices (the device count may differ from training), analyses the first
+`--num_images` test images (default `config.analysis.num_images`) with the jitted locality pass,
+writes `DIR/locality.json`, `DIR/plots/{mad_per_head,entropy_per_head,attention_maps,
+training_curves}.png` and prints a per-layer table. A directory without a run, a step that was not
+saved or data that cannot be read print one `error: ...` line and exit with status 2, before any
+compute and without changing anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+from typing import Any
+
+import jax
+import ml_collections
+import optax
+from absl import app, flags, logging
+
+from vit_locality import checkpointing, sharding
+from vit_locality import step as step_lib
+from vit_locality.analysis.results import analyze_and_write, format_table, write_training_curves
+from vit_locality.data.datasets import DATASETS
+from vit_locality.data.sources import load_split
+from vit_locality.errors import UserError
+from vit_locality.models import build_model
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (holds config.json, checkpoints/).")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step to analyse (default: the latest).")
+_NUM_IMAGES = flags.DEFINE_integer(
+    "num_images", None, "First N test images to average over (default config.analysis.num_images)."
+)
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "Override config.data.dir (the run was trained where data lived elsewhere)."
+)
+flags.mark_flags_as_required(["workdir"])
+
+
+def load_run_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
+    """`workdir/config.json` as a ConfigDict; UserError when it is missing or unreadable."""
+    path = workdir / "config.json"
+    if not path.is_file():
+        raise UserError(
+            f"{workdir} holds no run (no config.json); --workdir must be a directory written by "
+            "python -m vit_locality.main"
+        )
+    try:
+        return ml_collections.ConfigDict(json.loads(path.read_text()))
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is not valid JSON ({e})") from e
+
+
+def analyze_run(
+    workdir: str | pathlib.Path,
+    *,
+    step: int | None = None,
+    num_images: int | None = None,
+    data_dir: str | None = None,
+) -> dict[str, Any]:
+    """Analyses checkpoint `step` of the run in `workdir`; writes `locality.json` and the plots.
+
+    Args:
+      workdir: the run directory.
+      step: the checkpoint step (default: the latest saved one).
+      num_images: how many of the first test images (default `config.analysis.num_images`;
+        at most the size of the test split).
+      data_dir: replaces `config.data.dir` when given.
+
+    Returns:
+      The `locality.json` record written.
+
+    Raises:
+      UserError: no run or no checkpoint in `workdir`, `step` not saved, `num_images` < 1, or
+        the data cannot be loaded; raised before anything is computed or written.
+    """
+    workdir = pathlib.Path(workdir)
+    config = load_run_config(workdir)
+    if config.get("dataset") not in DATASETS:
+        raise UserError(f"{workdir}/config.json names an unknown dataset {config.get('dataset')!r}")
+    if num_images is not None and num_images < 1:
+        raise UserError(f"--num_images={num_images} is not allowed: a positive integer")
+    if not (workdir / "checkpoints").is_dir():
+        raise UserError(f"{workdir} has no checkpoints/ directory: nothing was saved yet")
+    if data_dir is not None:
+        config.data.dir = data_dir
+
+    ckpt = checkpointing.Checkpointer(workdir / "checkpoints", config.kept_checkpoints)
+    try:
+        saved = ckpt.all_steps()
+        if not saved:
+            raise UserError(f"{workdir}/checkpoints holds no committed checkpoint yet")
+        step = max(saved) if step is None else step
+        if step not in saved:
+            raise UserError(
+                f"--step={step} is not a saved checkpoint of {workdir}; saved steps: "
+                + ", ".join(str(s) for s in sorted(saved))
+            )
+        images, _ = load_split(config, "test")
+        images = images[: num_images or config.analysis.num_images]
+
+        info = DATASETS[config.dataset]
+        model = build_model(config.model, info.num_classes)
+        mesh = sharding.make_mesh()
+        # The optimizer only gives the checkpoint's pytree structure; its schedule is irrelevant.
+        tx = step_lib.make_optimizer(
+            optax.constant_schedule(config.lr), config.wd, config.grad_clip_norm
+        )
+        image_shape = (info.image_size, info.image_size, info.channels)
+        abstract = jax.eval_shape(
+            lambda: step_lib.create_train_state(model, tx, config.seed, image_shape)
+        )
+        repl = sharding.replicated(mesh)
+        like = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), abstract
+        )
+        state, _ = ckpt.restore(step, like)
+    finally:
+        ckpt.close()
+
+    record = analyze_and_write(
+        workdir,
+        model,
+        state.params,
+        images,
+        step=step,
+        dataset=config.dataset,
+        mesh=mesh,
+        batch_size=min(config.batch_size, len(images)),
+    )
+    write_training_curves(workdir)
+    return record
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before tfds may import TensorFlow
+    logging.set_verbosity(logging.WARNING)  # orbax logs at INFO
+    try:
+        record = analyze_run(
+            _WORKDIR.value, step=_STEP.value, num_images=_NUM_IMAGES.value, data_dir=_DATA_DIR.value
+        )
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(format_table(record))
+    print(f"wrote {pathlib.Path(_WORKDIR.value) / 'locality.json'} and plots/", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
