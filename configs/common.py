@@ -75,6 +75,10 @@ def get_config(
     config.aug.flip = True  # random horizontal flip
     config.aug.autoaugment = False  # AutoAugment, CIFAR-10 policy (torchvision semantics)
     config.aug.color_jitter = 0.0  # brightness/contrast/saturation strength; 0 = off
+    # On the device, after normalization: timm's RandomErasing (one box of 2-33% of the area,
+    # aspect ratio in [0.3, 3.3]) with this probability per image; 0 = off.
+    config.aug.random_erasing = 0.0
+    config.aug.random_erasing_mode = "pixel"  # pixel: N(0, 1) noise per pixel | const: zeros
 
     # Mixing and label smoothing on the device, in the train step (timm semantics).
     config.mix = ml_collections.ConfigDict()

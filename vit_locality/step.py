@@ -1,9 +1,9 @@
 """The train state, the optimizer and the jitted train and eval steps (no TensorFlow needed).
 
 The train step receives uint8 images straight from the input pipeline and does, on the device:
-normalization, label smoothing, CutMix/Mixup, forward, backward and the AdamW update. Its
-randomness is `fold_in(key(seed), step)`, a function of the step alone, so a resumed run draws
-exactly what an uninterrupted one would.
+normalization, random erasing, label smoothing, CutMix/Mixup, forward, backward and the AdamW
+update. Its randomness is `fold_in(key(seed), step)`, a function of the step alone, so a resumed
+run draws exactly what an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
+from vit_locality import erasing as erasing_lib
 from vit_locality import mixing
 
 Batch = dict[str, jax.Array]
@@ -87,14 +88,19 @@ def make_train_step(
     num_shards: int,
     seed: int,
     schedule: optax.Schedule,
+    erasing: erasing_lib.ErasingSpec | None = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
     """The (unjitted) step: `(state, {"image": uint8 [B,H,W,C], "label": int [B]}) ->
     (state, {"loss", "grad_norm", "lr", "lam"})`; `loss` is the mean over the batch of the soft-
-    target cross-entropy, `lr` the rate the update used."""
+    target cross-entropy, `lr` the rate the update used. `erasing` (None = off) erases boxes of
+    the normalized images before mixing, with its own key `fold_in(rng, 1)`, so mixing draws
+    the same numbers with erasing on or off."""
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
         rng = jax.random.fold_in(stream_key(seed, _STEP_STREAM), state.step)
         images = normalize(batch["image"], mean, std)
+        if erasing is not None:
+            images = erasing_lib.random_erasing(jax.random.fold_in(rng, 1), images, erasing)
         targets = mixing.smooth_labels(batch["label"], num_classes, label_smoothing)
         images, targets, mix_info = mixing.mix_batch(rng, images, targets, mix, num_shards)
 
@@ -105,7 +111,7 @@ def make_train_step(
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
         metrics = {
             "loss": loss,
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
             "lr": schedule(state.step),
             "lam": mix_info["lam"],
         }

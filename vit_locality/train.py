@@ -30,6 +30,7 @@ from vit_locality.analysis.results import (
 from vit_locality.data.datasets import DATASETS
 from vit_locality.data.eval_input import eval_batches
 from vit_locality.data.sources import load_split
+from vit_locality.erasing import ErasingSpec
 from vit_locality.errors import ConfigError, UserError
 from vit_locality.models import build_model
 from vit_locality.validation import check_resumable, validate_config
@@ -213,6 +214,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             num_shards=mesh.size,
             seed=config.seed,
             schedule=schedule,
+            erasing=ErasingSpec(config.aug.random_erasing, config.aug.random_erasing_mode),
         ),
         donate_argnums=(0,),
         out_shardings=(repl, repl),

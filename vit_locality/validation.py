@@ -7,6 +7,7 @@ from typing import Any
 
 import ml_collections
 
+from vit_locality import erasing
 from vit_locality.data.datasets import DATASETS
 from vit_locality.errors import ConfigError
 from vit_locality.models import DTYPES
@@ -104,6 +105,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
             True,
             "False when aug.autoaugment or aug.color_jitter is on (they run in tf.data)",
         )
+    _check_range(config, "aug.random_erasing", 0.0, 1.0, high_open=False)
+    _check_choice(config, "aug.random_erasing_mode", erasing.MODES)
 
     _check_range(config, "mix.prob", 0.0, 1.0, high_open=False)
     _check_range(config, "mix.switch_prob", 0.0, 1.0, high_open=False)

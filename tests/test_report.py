@@ -1,0 +1,169 @@
+"""The report on hand-made run directories with known numbers (config.json from the real configs,
+metrics.jsonl rows, locality.json in DESIGN.md's schema)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from configs import cifar10_baseline, cifar100_ablation, cifar100_baseline, cifar100_modern
+from vit_locality import report
+from vit_locality.analysis.locality import summarize
+
+from .conftest import REPO_ROOT
+
+
+def make_run(root, name, config, top1, mad=None, seed=0):
+    """A finished 20-step run; `mad` [L][H] (None: no locality.json); entropy = 2 * mad."""
+    config.seed = seed
+    config.total_steps = 20
+    workdir = root / name
+    workdir.mkdir(parents=True)
+    (workdir / "config.json").write_text(config.to_json(indent=2))
+    rows = [{"step": s, "epoch": s / 10, "train/loss": 4.0 - s / 10} for s in (10, 20)]
+    rows += [{"step": 20, "epoch": 2.0, "val/prec@1": top1, "val/loss": 3.0}]
+    if mad is not None:
+        first = np.min(mad[0])
+        rows += [
+            {"step": s, "epoch": s / 10, "locality/min_mad_first_layer": first * s / 20}
+            for s in (10, 20)
+        ]
+        per_head = {"mad": mad, "entropy": (2 * np.asarray(mad)).tolist()}
+        record = {
+            "step": 20,
+            "dataset": config.dataset,
+            "num_images": 1000,
+            "image_size": 32,
+            "patch_size": 4,
+            "grid": [8, 8],
+            "num_prefix_tokens": 1,
+            "definitions": {"mad": "...", "entropy": "..."},
+            "per_head": per_head,
+            "summary": summarize(per_head),
+        }
+        (workdir / "locality.json").write_text(json.dumps(record))
+    (workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def sweep_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    mad = [[0.30, 0.46], [0.40, 0.50], [0.50, 0.50]]  # [L=3][H=2]
+    make_run(root, "c100_base_s0", cifar100_baseline.get_config(), 40.0, mad)
+    mad_s1 = [[0.32, 0.40], [0.40, 0.50], [0.50, 0.50]]
+    make_run(root, "c100_base_s1", cifar100_baseline.get_config(), 42.0, mad_s1, seed=1)
+    make_run(root, "c100_modern", cifar100_modern.get_config(), 55.0, [[0.01, 0.2]] * 3)
+    make_run(root, "c100_cm", cifar100_ablation.get_config("cutmix=1"), 50.0, [[0.03, 0.2]] * 3)
+    make_run(root, "c100_aa", cifar100_ablation.get_config("autoaugment=1"), 45.0)  # no locality
+    make_run(root, "c10_base", cifar10_baseline.get_config(), 70.0, [[0.25, 0.3]] * 3)
+    (root / "report").mkdir()  # not a run: ignored
+    return root
+
+
+@pytest.fixture(scope="module")
+def written(sweep_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    result = subprocess.run(
+        [sys.executable, "-m", "vit_locality.report", str(sweep_root), f"--out={out}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return out, (out / "report.md").read_text()
+
+
+def row(text, first_cell):
+    """The markdown table row whose first cell is `first_cell`, as a list of cells."""
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no row {first_cell!r} in:\n{text}")
+
+
+def section(text, heading):
+    return text.split(heading, 1)[1].split("\n## ", 1)[0]
+
+
+def test_baseline_vs_modern_with_seeds_aggregated_and_the_papers_numbers(written):
+    _, text = written
+    c100 = section(text, "## CIFAR-100")
+    table = section(c100, "### Baseline vs Modern").split("### Ablation")[0]
+    base = row(table, "baseline")
+    assert base[1] == "2 (seed 0, 1)"
+    assert base[2] == "41.00 ± 1.41"  # top-1: the final val/prec@1 of seeds 0 and 1
+    assert base[3] == "0.310 ± 0.014"  # min MAD of layer 1: 0.30 and 0.32
+    assert base[4] == "0.316"  # the paper's
+    assert base[5] == "0.310 ± 0.014"  # first third of 3 layers = layer 1
+    assert base[6] == "0.370 ± 0.014"  # mean over heads of layer 1: 0.38 and 0.36
+    modern = row(table, "modern")
+    assert modern[1:5] == ["1 (seed 0)", "55.00", "0.010", "0.008"]
+    per_layer = row(table, "baseline MAD")
+    assert per_layer[1:] == ["0.370", "0.450", "0.500"]
+    assert row(table, "modern entropy")[1:] == ["0.210"] * 3
+
+
+def test_ablation_table_has_components_bounds_and_accuracy_only_runs(written):
+    _, text = written
+    ablation = section(text, "### Ablation and other conditions")
+    assert row(ablation, "condition")[:4] == ["condition", "AutoAugment", "CutMix", "Label sm."]
+    assert row(ablation, "baseline")[1:4] == ["–", "–", "–"]
+    assert row(ablation, "baseline")[-2:] == ["0.316 / ≥ 0.210", "✓"]
+    aa = row(ablation, "aa")
+    assert aa[1:4] == ["✓", "–", "–"] and "accuracy only" in aa[4]
+    assert aa[6] == "– (no locality.json)" and aa[-2:] == ["≥ 0.210", "–"]
+    cm = row(ablation, "cm")
+    assert cm[1:4] == ["–", "✓", "–"] and cm[6] == "0.030"
+    assert cm[-2:] == ["≤ 0.024", "✗"]  # 0.030 is above the paper's bound
+    assert row(ablation, "modern")[1:4] == ["✓", "✓", "✓"]
+    assert row(ablation, "modern")[-2:] == ["0.008 / ≤ 0.024", "✓"]
+    order = [line.split("|")[1].strip() for line in ablation.splitlines() if line.startswith("|")]
+    assert order[2:] == ["baseline", "aa", "cm", "modern"]  # the paper's order
+
+
+def test_other_datasets_runs_table_and_figures(written):
+    out, text = written
+    c10 = section(text, "## CIFAR-10\n")
+    assert row(c10, "baseline")[2:5] == ["70.00", "0.250", "–"]  # no published CIFAR-10 MAD
+    assert row(text, "`c100_aa`")[-1] == "none (accuracy only)"
+    assert row(text, "`c100_base_s1`")[2:5] == ["baseline", "1", "20"]
+    for name in (
+        "mad_per_head.png",
+        "entropy_per_head.png",
+        "min_mad_by_condition.png",
+        "locality_during_training.png",
+    ):
+        assert f"]({name})" in text
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_condition_names_come_from_the_fields():
+    config = cifar100_ablation.get_config("cutmix=1,label_smoothing=1")
+    assert report.condition_name(report.components(config.to_dict())) == "cm+ls"
+    config.mix.cutmix_alpha = 0.5
+    config.aug.random_erasing = 0.25
+    assert report.condition_name(report.components(config.to_dict())) == "cm(a=0.5)+re(p=0.25)+ls"
+    config = cifar100_baseline.get_config()
+    config.mix.mixup_alpha, config.mix.prob = 0.8, 1.0
+    assert report.condition_name(report.components(config.to_dict())) == "mu"
+
+
+def test_a_directory_without_runs_is_a_one_line_error(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "vit_locality.report", str(empty), f"--out={tmp_path / 'out'}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    message = f"error: {empty} holds no run: no config.json in it or in its subdirectories"
+    assert result.stderr.strip() == message
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,177 @@
+"""Sweeps: the paper's 12 runs, seeds, variants and overrides, skipping finished runs and resuming
+interrupted ones (real tiny runs on the CIFAR-10 sample); the ablation config's 8 subsets."""
+
+import itertools
+import json
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from configs import cifar100_ablation, cifar100_modern
+from vit_locality import sweep
+from vit_locality.metrics import read_metrics
+
+from .conftest import CIFAR10_SAMPLE, REPO_ROOT
+
+PAPER = "configs/sweeps/paper.py"
+
+
+def printed(capsys, *args):
+    assert sweep.main([*args, "--print"]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_paper_sweep_prints_its_12_runs_and_seeds_multiply_them(capsys):
+    lines = printed(capsys, PAPER, "--root=runs/paper")
+    assert len(lines) == 12
+    assert all(line.startswith("python -m vit_locality.main --config=configs/") for line in lines)
+    names = [shlex.split(line)[4].removeprefix("--workdir=runs/paper/") for line in lines]
+    assert len(set(names)) == 12 and all(n.endswith("_seed0") for n in names)
+    assert "cifar100_aa+cm_seed0" in names and "tiny_imagenet_modern_seed0" in names
+    lines = printed(capsys, PAPER, "--root=runs/paper", "--seeds=2")
+    assert len(lines) == 24
+    assert lines[0].endswith("--workdir=runs/paper/cifar10_baseline_seed0 --config.seed=0")
+    assert lines[1].endswith("--workdir=runs/paper/cifar10_baseline_seed1 --config.seed=1")
+
+
+def test_variant_and_global_overrides_apply_to_every_run(capsys):
+    lines = printed(
+        capsys, PAPER, "--root=r", "--variant=smoke", "--config.total_steps=30", "--config.lr=3e-4"
+    )
+    first, ablation = shlex.split(lines[0]), shlex.split(lines[-1])
+    assert first[3] == "--config=configs/cifar10_baseline.py:smoke"
+    assert ablation[3] == "--config=configs/cifar100_ablation.py:cutmix=1,label_smoothing=1,smoke"
+    assert first[5:] == ["--config.total_steps=30", "--config.lr=3e-4", "--config.seed=0"]
+    run = sweep.expand(
+        [dict(name="x", config="configs/cifar10_baseline.py", overrides={"lr": 1.0, "wd": 0.0})],
+        seeds=1,
+        global_overrides={"lr": "0.5"},
+    )[0]
+    assert run.overrides == {"lr": "0.5", "wd": "0.0", "seed": "0"}  # the sweep's flags win
+    config = sweep.resolve_config(run)
+    assert (config.lr, config.wd, config.seed) == (0.5, 0.0, 0)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["--config.nope=1"],
+            "error: run cifar10_baseline_seed0: configs/cifar10_baseline.py: "
+            "unknown config field nope",
+        ),
+        (["--config.seed=1"], "error: --config.seed is set by the sweep"),
+        (["--lr=1"], "error: argument '--lr=1' not understood: use --config.FIELD=VALUE"),
+        (["--seeds=0"], "error: --seeds=0 is not allowed: a positive integer"),
+    ],
+)
+def test_bad_sweep_arguments_are_one_line_errors_with_exit_2(capsys, args, message):
+    try:
+        code = sweep.main([PAPER, "--root=r", *args])
+    except SystemExit as e:  # argparse's errors
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(message) and "\n" not in err
+
+
+def test_final_step_from_steps_or_epochs():
+    config = {"total_steps": None, "total_epochs": 2.5}
+    assert sweep.final_step(config, []) is None
+    rows = [{"step": 79, "epoch": 79 / 79}]  # 79 steps per epoch
+    assert sweep.final_step(config, rows) == 198
+    assert sweep.final_step({"total_steps": 20, "total_epochs": 2.5}, rows) == 20
+
+
+def test_ablation_config_has_the_components_of_all_8_subsets():
+    modern = cifar100_modern.get_config().to_dict()
+    for flags in itertools.product((0, 1), repeat=3):
+        arg = ",".join(f"{n}={f}" for n, f in zip(cifar100_ablation.COMPONENTS, flags, strict=True))
+        config = cifar100_ablation.get_config(arg)
+        assert config.aug.autoaugment == bool(flags[0])
+        assert (config.mix.cutmix_alpha, config.mix.prob) == ((1.0, 1.0) if flags[1] else (0, 0))
+        assert config.label_smoothing == (0.1 if flags[2] else 0.0)
+        assert config.mix.mixup_alpha == 0 and config.aug.color_jitter == 0
+        assert config.dataset == "cifar100" and config.protocol == "ablation"
+        if all(flags):  # Modern exactly, but for the label
+            assert {**config.to_dict(), "protocol": "modern"} == modern
+    smoke = cifar100_ablation.get_config("smoke,cutmix=1")
+    assert smoke.model.width == 64 and smoke.mix.cutmix_alpha == 1.0
+
+
+# -------------------------------------------------------------- real runs on the CIFAR-10 sample
+
+TINY = [
+    "--variant=smoke",
+    "--config.data.source=files",
+    f"--config.data.dir={CIFAR10_SAMPLE}",
+    "--config.model.width=32",
+    "--config.model.depth=2",
+    "--config.model.num_heads=2",
+    "--config.model.mlp_dim=64",
+    "--config.total_steps=20",
+    "--config.warmup_epochs=0.1",
+    "--config.ckpt_every_steps=10",
+    "--config.log_every_steps=10",
+    "--config.eval_every_steps=1000",  # only the final eval and locality analysis
+    "--config.analysis.num_images=16",
+]
+
+SWEEP_FILE = """
+def get_sweep():
+    return [
+        dict(name="bad", config="configs/cifar10_baseline.py", overrides={"lr": -1.0}),
+        dict(name="done", config="configs/cifar10_baseline.py"),
+        dict(name="cut", config="configs/cifar10_baseline.py"),
+    ]
+"""
+
+
+@pytest.mark.skipif(not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="no CIFAR-10 sample")
+def test_sweep_skips_finished_runs_resumes_interrupted_ones_and_survives_a_failure(tmp_path):
+    sweep_file = tmp_path / "tiny.py"
+    sweep_file.write_text(SWEEP_FILE)
+    root = tmp_path / "runs"
+    base = [sys.executable, "-m", "vit_locality.sweep", str(sweep_file), f"--root={root}", *TINY]
+    listing = subprocess.run([*base, "--print"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert listing.returncode == 0, listing.stderr
+    commands = {
+        shlex.split(line)[4].rsplit("/", 1)[1]: line for line in listing.stdout.splitlines()
+    }
+
+    # "done": finished before (its rows say so: an eval row at the final step 20).
+    done = root / "done_seed0"
+    done.mkdir(parents=True)
+    rows = [{"step": 10, "epoch": 0.13, "train/loss": 2.2}, {"step": 20, "epoch": 0.25}]
+    rows[1] |= {"train/loss": 2.1, "val/prec@1": 20.0, "val/loss": 2.0}
+    (done / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # "cut": interrupted at its checkpoint of step 10 (its printed command, stopped at step 10).
+    cut = root / "cut_seed0"
+    first_half = subprocess.run(
+        [sys.executable, *shlex.split(commands["cut_seed0"])[1:], "--config.total_steps=10"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert first_half.returncode == 0, first_half.stderr[-3000:]
+    assert (cut / "checkpoints" / "10").is_dir()
+
+    result = subprocess.run(base, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    out = result.stdout
+    assert result.returncode == 1, out + result.stderr[-3000:]  # "bad" failed
+    assert "error: config.lr=-1.0 is not allowed" in result.stderr  # streamed through
+    assert "[2/3] done_seed0: finished before (skipped) (no locality.json" in out
+    assert (done / "metrics.jsonl").read_text().count("\n") == 2  # not started: no new rows
+    assert f"Resuming {cut} from step 10/20" in out
+    assert [r["step"] for r in read_metrics(cut) if "val/prec@1" in r] == [10, 20]
+    summary = out.split("Sweep summary")[1]
+    assert "bad_seed0: FAILED (exit 2)" in summary
+    assert (
+        f"done_seed0: finished before (skipped) (no locality.json of the final step: "
+        f"python -m vit_locality.analyze --workdir={done})" in summary
+    )
+    assert "cut_seed0: finished\n" in summary  # with its locality.json of step 20
+    assert "2/3 runs finished" in summary

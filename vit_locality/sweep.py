@@ -1,0 +1,298 @@
+"""Run a sweep of training runs one after another, skipping finished ones and resuming the rest.
+
+    python -m vit_locality.sweep configs/sweeps/paper.py --root=runs/paper [--seeds=N]
+        [--variant=smoke] [--print] [--config.x=y ...]
+
+Run it from the repository root (config paths are relative to it). A sweep file is a Python file
+with `get_sweep() -> list[dict]`, one dict per run:
+
+    dict(name="cifar100_cm", config="configs/cifar100_ablation.py:cutmix=1",
+         overrides={"mix.prob": 0.5})          # optional: --config.mix.prob=0.5
+
+and optionally `SEEDS = N` (default 1; `--seeds=N` wins). Each run is expanded to one run per
+seed k = 0..N-1, named `<name>_seed<k>`, trained with `--config.seed=k` in `ROOT/<name>_seed<k>`
+as `python -m vit_locality.main --config=... --workdir=... <overrides> <global overrides>`. The
+sweep's own `--config.x=y` flags are global overrides: they apply to every run and win over the
+run's; `--variant=V` appends V to every config argument (`X.py` -> `X.py:V`, `X.py:a=1` ->
+`X.py:a=1,V`), e.g. `--variant=smoke` for a quick pass over the whole sweep.
+
+A run is **finished** when `metrics.jsonl` in its workdir holds an eval row (`val/prec@1`) at the
+run's final step: `total_steps` when the resolved config sets it, else
+`round(total_epochs * steps_per_epoch)` with steps per epoch read off the run's own rows
+(`step / epoch`). Finished runs are skipped without starting a process; any other run is started,
+and `vit_locality.main` resumes it from its latest checkpoint. The final step comes from the
+config the sweep asks for now, so raising `--config.total_steps` continues finished runs. A
+finished run whose `locality.json` is not of its final step (killed during the final analysis)
+is reported with the `vit_locality.analyze` command that writes it.
+
+Every config is resolved before anything runs: a sweep file or override that does not load is a
+one-line `error:` and exit 2. A run that exits nonzero (or stops before its final step) is
+reported and the sweep goes on to the next one; the sweep ends with a summary and exits 1 if any
+run is not finished. SIGTERM is passed on to the running run (which checkpoints and exits) and
+stops the sweep. `--print` prints the commands, one shell-quoted line per run (skipped or not),
+to spread a sweep over several machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import pathlib
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+from absl import flags
+from ml_collections import config_flags
+
+from vit_locality.errors import UserError
+from vit_locality.metrics import read_metrics
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One training run of a sweep.
+
+    Attributes:
+      name: the workdir's name under the sweep root, `<sweep entry name>_seed<k>`.
+      config: `configs/X.py[:arg]`, the variant already applied.
+      overrides: config field -> value text, in command-line order (run's, global, then seed).
+    """
+
+    name: str
+    config: str
+    overrides: dict[str, str]
+
+    def args(self, root: str | pathlib.Path) -> list[str]:
+        """The arguments of `python -m vit_locality.main`."""
+        return [
+            f"--config={self.config}",
+            f"--workdir={pathlib.Path(root) / self.name}",
+            *(f"--config.{field}={value}" for field, value in self.overrides.items()),
+        ]
+
+
+def load_sweep(path: str | pathlib.Path) -> tuple[list[dict[str, Any]], int]:
+    """The entries of a sweep file and its `SEEDS` (1 when unset)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise UserError(f"sweep file {path} not found")
+    spec = importlib.util.spec_from_file_location(f"sweep_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_sweep"):
+        raise UserError(f"{path} defines no get_sweep()")
+    return list(module.get_sweep()), int(getattr(module, "SEEDS", 1))
+
+
+def with_variant(config: str, variant: str | None) -> str:
+    """`X.py` -> `X.py:variant`; `X.py:a=1` -> `X.py:a=1,variant`; unchanged without variant."""
+    if not variant:
+        return config
+    return f"{config},{variant}" if ":" in config else f"{config}:{variant}"
+
+
+def expand(
+    entries: list[dict[str, Any]],
+    seeds: int,
+    variant: str | None = None,
+    global_overrides: dict[str, str] | None = None,
+) -> list[Run]:
+    """One Run per entry and seed, entry-major: `a_seed0, a_seed1, b_seed0, ...`."""
+    global_overrides = global_overrides or {}
+    if seeds < 1:
+        raise UserError(f"--seeds={seeds} is not allowed: a positive integer")
+    if "seed" in global_overrides:
+        raise UserError("--config.seed is set by the sweep (runs get seeds 0..N-1): use --seeds")
+    runs, names = [], set()
+    for entry in entries:
+        unknown = set(entry) - {"name", "config", "overrides"}
+        if unknown or "name" not in entry or "config" not in entry:
+            raise UserError(
+                f"sweep entry {entry!r} is not allowed: a dict of name, config and optionally "
+                "overrides"
+            )
+        name = entry["name"]
+        if not _NAME.fullmatch(name) or name in names:
+            raise UserError(f"sweep entry name {name!r} is not allowed: unique, a file name")
+        names.add(name)
+        overrides = {field: str(value) for field, value in entry.get("overrides", {}).items()}
+        if "seed" in overrides:
+            raise UserError(f"sweep entry {name!r} sets seed: the sweep sets it (--seeds)")
+        for seed in range(seeds):
+            runs.append(
+                Run(
+                    name=f"{name}_seed{seed}",
+                    config=with_variant(entry["config"], variant),
+                    overrides={**overrides, **global_overrides, "seed": str(seed)},
+                )
+            )
+    return runs
+
+
+def resolve_config(run: Run) -> ml_collections.ConfigDict:
+    """The config `vit_locality.main` will train `run` with (file, argument and overrides)."""
+    argv = ["sweep", f"--config={run.config}"]
+    argv += [f"--config.{field}={value}" for field, value in run.overrides.items()]
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, sys_argv=argv)
+    try:
+        with warnings.catch_warnings():  # ml_collections loads config files with load_module()
+            warnings.simplefilter("ignore", DeprecationWarning)
+            flag_values(argv)
+            return flag_values.config
+    except Exception as e:  # absl and ml_collections raise many kinds; report the last line
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        message = lines[-1] if lines else type(e).__name__
+        if isinstance(e, AttributeError | KeyError):
+            message = "unknown config field " + message.strip("\"'")
+        raise UserError(f"run {run.name}: {run.config}: {message}") from e
+
+
+def final_step(config: Mapping[str, Any], rows: list[dict[str, Any]]) -> int | None:
+    """The last step of a run with `config` (a ConfigDict or config.json's dict) whose
+    metrics.jsonl holds `rows`; None when it depends on an epoch length no row tells yet."""
+    if config["total_steps"]:
+        return config["total_steps"]
+    for row in rows:
+        if row.get("epoch"):
+            steps_per_epoch = round(row["step"] / row["epoch"])
+            return max(1, round(config["total_epochs"] * steps_per_epoch))
+    return None
+
+
+def is_finished(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> bool:
+    """Whether `metrics.jsonl` in `workdir` holds an eval row at the final step of `config`."""
+    rows = read_metrics(workdir)
+    last = final_step(config, rows)
+    return any(row["step"] == last and "val/prec@1" in row for row in rows)
+
+
+def locality_note(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> str:
+    """For a finished run: "" when its locality.json is of the final step, else how to write it
+    (the train loop writes it after the final eval, so a run killed in between lacks it)."""
+    path = workdir / "locality.json"
+    if path.is_file() and json.loads(path.read_text())["step"] == final_step(
+        config, read_metrics(workdir)
+    ):
+        return ""
+    return (
+        f" (no locality.json of the final step: python -m vit_locality.analyze --workdir={workdir})"
+    )
+
+
+class _Terminator:
+    """Passes SIGTERM on to the running child and remembers that the sweep must stop."""
+
+    def __init__(self) -> None:
+        self.child: subprocess.Popen | None = None
+        self.received = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = True
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signal.SIGTERM)
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+def run_all(runs: list[Run], configs: list[ml_collections.ConfigDict], root: pathlib.Path) -> int:
+    """Runs every unfinished run in turn; prints a summary; returns the exit status (0 or 1)."""
+    outcomes: dict[str, str] = {}
+    terminator = _Terminator()
+    try:
+        for i, (run, config) in enumerate(zip(runs, configs, strict=True), start=1):
+            if terminator.received:
+                break
+            workdir = root / run.name
+            if is_finished(workdir, config):
+                outcomes[run.name] = "finished before (skipped)" + locality_note(workdir, config)
+                print(f"[{i}/{len(runs)}] {run.name}: {outcomes[run.name]}", flush=True)
+                continue
+            command = [sys.executable, "-m", "vit_locality.main", *run.args(root)]
+            print(f"[{i}/{len(runs)}] {run.name}: {shlex.join(command)}", flush=True)
+            try:
+                terminator.child = subprocess.Popen(command)
+                code = terminator.child.wait()
+            except KeyboardInterrupt:  # the run checkpoints on SIGTERM; wait for it
+                if terminator.child is not None and terminator.child.poll() is None:
+                    terminator.child.send_signal(signal.SIGTERM)
+                    terminator.child.wait()
+                outcomes[run.name] = "interrupted (Ctrl-C)"
+                break
+            if code != 0:
+                outcomes[run.name] = f"FAILED (exit {code})"
+            elif is_finished(workdir, config):
+                outcomes[run.name] = "finished" + locality_note(workdir, config)
+            else:
+                outcomes[run.name] = "stopped before its final step"
+            print(f"[{i}/{len(runs)}] {run.name}: {outcomes[run.name]}", flush=True)
+    finally:
+        terminator.restore()
+    print(f"\nSweep summary ({root}):")
+    for run in runs:
+        print(f"  {run.name}: {outcomes.get(run.name, 'not started')}")
+    done = sum(o.startswith("finished") for o in outcomes.values())
+    print(f"{done}/{len(runs)} runs finished", flush=True)
+    return 0 if done == len(runs) else 1
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and exit 2, like vit_locality.main
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
+    """Sweep flags and the global `--config.field=value` overrides (field -> value text)."""
+    parser = _ArgumentParser(prog="python -m vit_locality.sweep", allow_abbrev=False)
+    parser.add_argument("sweep_file", help="a Python file with get_sweep()")
+    parser.add_argument("--root", required=True, help="run i trains in ROOT/<name_i>")
+    parser.add_argument("--seeds", type=int, help="seeds 0..N-1 per run (default: SEEDS or 1)")
+    parser.add_argument("--variant", help="appended to every config argument, e.g. smoke")
+    parser.add_argument("--print", action="store_true", help="print the commands, run nothing")
+    args, rest = parser.parse_known_args(argv)
+    overrides = {}
+    for item in rest:
+        field, eq, value = item.removeprefix("--config.").partition("=")
+        if not item.startswith("--config.") or not eq or not field:
+            parser.error(f"argument {item!r} not understood: use --config.FIELD=VALUE")
+        overrides[field] = value
+    return args, overrides
+
+
+def main(argv: list[str]) -> int:
+    args, global_overrides = parse_args(argv)
+    try:
+        entries, default_seeds = load_sweep(args.sweep_file)
+        runs = expand(
+            entries,
+            default_seeds if args.seeds is None else args.seeds,
+            args.variant,
+            global_overrides,
+        )
+        configs = [resolve_config(run) for run in runs]
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.print:
+        for run in runs:
+            print(shlex.join(["python", "-m", "vit_locality.main", *run.args(args.root)]))
+        return 0
+    return run_all(runs, configs, pathlib.Path(args.root))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
