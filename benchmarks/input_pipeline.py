@@ -1,0 +1,81 @@
+"""Throughput of the tf.data train input, Baseline and Modern, on CIFAR-size images.
+
+Runs the real `train_batches` pipeline (step-indexed order, per-example stateless augmentation,
+batching) on the real CIFAR-10 sample when `../shared/data/cifar10-sample` exists, else on random
+images, and prints one JSON line per protocol: img/s, img/s per core, the cores it ran on.
+
+    python benchmarks/input_pipeline.py [--batch_size=128] [--batches=200] [--cores=N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import time
+
+PROTOCOLS = {
+    "baseline": dict(crop_padding=4, flip=True, autoaugment=False, color_jitter=0.0),
+    "modern_autoaugment": dict(crop_padding=4, flip=True, autoaugment=True, color_jitter=0.0),
+    "modern_color_jitter": dict(crop_padding=4, flip=True, autoaugment=False, color_jitter=0.4),
+}
+SAMPLE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-sample"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--batches", type=int, default=200, help="timed batches per protocol")
+    parser.add_argument("--cores", type=int, default=None, help="pin to this many cores")
+    args = parser.parse_args()
+    if args.cores:  # before TensorFlow sizes its thread pools
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
+    cores = len(os.sched_getaffinity(0))
+
+    import ml_collections
+    import numpy as np
+
+    from vit_locality.data import files
+    from vit_locality.data.augment import make_train_augment
+    from vit_locality.data.train_input import train_batches
+
+    if (SAMPLE / "data_batch_1.bin").exists():
+        images, labels = files.read_cifar10(SAMPLE, "train")
+        source = "cifar10-sample"
+    else:
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (5000, 32, 32, 3), dtype=np.uint8)
+        labels = rng.integers(0, 10, 5000, dtype=np.int32)
+        source = "random"
+
+    for name, aug in PROTOCOLS.items():
+        batches = train_batches(
+            images,
+            labels,
+            augment=make_train_augment(ml_collections.ConfigDict(aug)),
+            global_batch_size=args.batch_size,
+            start_step=0,
+            total_steps=args.batches + 10,
+            seed=0,
+        )
+        for _ in range(10):  # build the graph, fill the prefetch buffer
+            next(batches)
+        start = time.perf_counter()
+        for _ in range(args.batches):
+            next(batches)
+        img_per_s = args.batches * args.batch_size / (time.perf_counter() - start)
+        row = {
+            "name": f"input_pipeline/{name}",
+            "img_per_s": round(img_per_s, 1),
+            "img_per_s_per_core": round(img_per_s / cores, 1),
+            "cores": cores,
+            "image_size": 32,
+            "batch_size": args.batch_size,
+            "data": source,
+        }
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
