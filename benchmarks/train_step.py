@@ -50,10 +50,13 @@ def peak_tflops(dtype: str, override: float | None) -> float | None:
 
 
 def flops_of(compiled) -> float | None:
+    """FLOPs of one step over all devices (XLA reports a partitioned program per device)."""
     analysis = compiled.cost_analysis()
     if isinstance(analysis, list):  # older JAX returns one dict per computation
         analysis = analysis[0] if analysis else {}
-    return float(analysis["flops"]) if analysis and "flops" in analysis else None
+    if not analysis or "flops" not in analysis:
+        return None
+    return float(analysis["flops"]) * jax.device_count()
 
 
 def benchmark(model_name: str, dtype: str, batch_size: int, steps: int, peak: float | None):
