@@ -162,3 +162,25 @@ def test_offline_tfds_error_points_to_files_source(tmp_path):
     result = run(tmp_path / "w", "--config.data.source=tfds", f"--config.data.dir={tmp_path}")
     assert result.returncode == 2
     assert "--config.data.source=files" in result.stderr.strip().splitlines()[-1]
+
+
+def test_divergence_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    workdir = tmp_path / "diverged"
+    result = run(
+        workdir,
+        "--config.lr=1e38",
+        "--config.warmup_epochs=0",
+        "--config.log_every_steps=1",
+        "--config.ckpt_every_steps=1",
+        "--config.total_steps=12",
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: training diverged: non-finite loss")
+    bad_step = int(line.split(" at step ")[1].split(";")[0])
+    (error_row,) = [r for r in read_metrics(workdir) if "error" in r]
+    assert error_row["step"] == bad_step
+    saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved and max(saved) == bad_step - 1
+    params = final_params(workdir, step=bad_step - 1)
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
