@@ -7,8 +7,8 @@ import pytest
 
 from configs import common
 from vit_locality.errors import ConfigError
-from vit_locality.main import default_workdir
 from vit_locality.validation import check_resumable, validate_config
+from vit_locality.workdir import default_workdir
 
 CONFIG_FILES = sorted(
     p.stem

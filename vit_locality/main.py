@@ -9,7 +9,6 @@ prints one line and exits with status 2 before any compute.
 from __future__ import annotations
 
 import os
-import pathlib
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -18,6 +17,7 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from vit_locality.errors import UserError  # noqa: E402
+from vit_locality.workdir import default_workdir  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/X.py:smoke.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default runs/<config>[_<arg>]).")
@@ -25,14 +25,6 @@ _MULTIHOST = flags.DEFINE_bool(
     "multihost", False, "Call jax.distributed.initialize() first (TPU pods, multi-node GPU)."
 )
 flags.mark_flags_as_required(["config"])
-
-
-def default_workdir(config_arg: str) -> str:
-    """`configs/cifar100_modern.py:smoke` -> `runs/cifar100_modern_smoke`."""
-    path, _, arg = config_arg.partition(":")
-    name = pathlib.Path(path).stem
-    suffix = "".join(c if c.isalnum() or c in "=.-" else "_" for c in arg)
-    return str(pathlib.Path("runs") / (f"{name}_{suffix}" if arg else name))
 
 
 def main(argv: list[str]) -> None:

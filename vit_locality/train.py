@@ -9,7 +9,6 @@ returns; a non-finite loss or gradient norm stops the run before it can be check
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import pathlib
 import signal
@@ -31,9 +30,10 @@ from vit_locality.data.datasets import DATASETS
 from vit_locality.data.eval_input import eval_batches
 from vit_locality.data.sources import load_split
 from vit_locality.erasing import ErasingSpec
-from vit_locality.errors import ConfigError, UserError
+from vit_locality.errors import ConfigError
 from vit_locality.models import build_model
 from vit_locality.validation import check_resumable, validate_config
+from vit_locality.workdir import read_saved_config
 
 
 class TrainingDiverged(RuntimeError):
@@ -67,16 +67,6 @@ class Schedule:
             )
         analysis_every = max(1, round(config.analysis.every_epochs * spe))
         return cls(spe, total, warmup, config.eval_every_steps or spe, analysis_every)
-
-
-def _read_saved_config(workdir: pathlib.Path) -> dict | None:
-    path = workdir / "config.json"
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path} is not valid JSON ({e}); move the workdir away") from e
 
 
 class _StopSignal:
@@ -169,7 +159,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     mesh = sharding.make_mesh()
     validate_config(config, mesh.size)
     workdir_path = pathlib.Path(workdir)
-    saved_config = _read_saved_config(workdir_path)
+    saved_config = read_saved_config(workdir_path)
     if saved_config is not None:
         check_resumable(saved_config, config, workdir)
     info = DATASETS[config.dataset]
