@@ -32,7 +32,7 @@ from vit_locality.data.sources import load_split
 from vit_locality.erasing import ErasingSpec
 from vit_locality.errors import ConfigError
 from vit_locality.models import build_model
-from vit_locality.validation import check_resumable, validate_config
+from vit_locality.validation import check_resumable, check_workdir, validate_config
 from vit_locality.workdir import read_saved_config
 
 
@@ -159,6 +159,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     mesh = sharding.make_mesh()
     validate_config(config, mesh.size)
     workdir_path = pathlib.Path(workdir)
+    check_workdir(workdir_path)
     saved_config = read_saved_config(workdir_path)
     if saved_config is not None:
         check_resumable(saved_config, config, workdir)
@@ -169,12 +170,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     train_images, train_labels = load_split(config, "train")
     test_images, test_labels = load_split(config, "test")
     sched = Schedule.from_config(config, len(train_images))
-
-    # ------------------------------------------------------------------ Workdir
-    if is_writer:
-        workdir_path.mkdir(parents=True, exist_ok=True)
-        (workdir_path / "config.json").write_text(config.to_json(indent=2) + "\n")
-    writer = metrics.MetricWriter(workdir_path, enabled=is_writer)
 
     # ------------------------------------------------------------------ Model and state
     model = build_model(config.model, info.num_classes)
@@ -190,6 +185,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if start_step:
         state, _ = ckpt.restore(start_step, state)
         print(f"Resuming {workdir} from step {start_step}/{sched.total_steps}", flush=True)
+
+    # ------------------------------------------------------------------ Workdir
+    # Written after the restore, so a checkpoint that cannot be read leaves the workdir untouched.
+    if is_writer:
+        workdir_path.mkdir(parents=True, exist_ok=True)
+        (workdir_path / "config.json").write_text(config.to_json(indent=2) + "\n")
+    writer = metrics.MetricWriter(workdir_path, enabled=is_writer)
 
     # ------------------------------------------------------------------ Steps
     mix = mixing.MixSpec(**config.mix.to_dict())
@@ -264,7 +266,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     interval_start, interval_first_step = time.perf_counter(), start_step
     try:
         for step_num, batch in enumerate(batches, start=start_step + 1):
-            state, step_metrics = train_step(state, batch)
+            with jax.transfer_guard("disallow"):  # an implicit host transfer would stall steps
+                state, step_metrics = train_step(state, batch)
             pending.append((step_num, step_metrics))
             is_last = step_num == sched.total_steps
             must_save = step_num % config.ckpt_every_steps == 0 or is_last or stop.received

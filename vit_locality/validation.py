@@ -3,13 +3,15 @@ the field, the value and what is allowed."""
 
 from __future__ import annotations
 
+import os
+import pathlib
 from typing import Any
 
 import ml_collections
 
 from vit_locality import erasing
 from vit_locality.data.datasets import DATASETS
-from vit_locality.errors import ConfigError
+from vit_locality.errors import ConfigError, UserError
 from vit_locality.models import DTYPES
 
 # Fields that change the shapes of the parameters or the data: a workdir's saved config must
@@ -133,3 +135,15 @@ def check_resumable(saved: dict, config: ml_collections.ConfigDict, workdir: str
                 f"config.{field}={new!r} differs from {old!r} in {workdir}/config.json; resuming "
                 f"needs the same model and dataset: use another --workdir or the saved value"
             )
+
+
+def check_workdir(workdir: pathlib.Path) -> None:
+    """Raises UserError unless `workdir` is, or can be created as, a writable directory; checks
+    without creating anything."""
+    existing = workdir.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(
+            f"workdir {workdir}: {existing} is not a writable directory; use another --workdir"
+        )

@@ -1,0 +1,159 @@
+"""Faults and hidden costs of the train loop, with the real data: the steady-state step does no
+implicit host transfer and compiles once; unwritable workdirs, corrupt or half-written checkpoints
+and a full disk end in one line (exit 2) or a clean resume, never in a damaged workdir."""
+
+import errno
+import logging
+import os
+import shutil
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs import common
+from vit_locality import train
+from vit_locality.data.sources import load_split
+from vit_locality.errors import UserError
+
+from .conftest import CIFAR10_SAMPLE
+from .test_train_e2e import run
+
+pytestmark = pytest.mark.skipif(
+    not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"
+)
+
+
+def tiny_config(total_steps: int, **overrides):
+    """The TINY model of test_train_e2e.py, in-process."""
+    config = common.experiment("cifar10", "modern", "smoke")
+    config.data.source = "files"
+    config.data.dir = str(CIFAR10_SAMPLE)
+    config.aug.autoaugment = False
+    config.model.update(width=32, depth=2, num_heads=2, mlp_dim=64)
+    config.update(
+        total_steps=total_steps,
+        warmup_epochs=0.0,
+        log_every_steps=2,
+        ckpt_every_steps=total_steps,
+        eval_every_steps=total_steps,
+    )
+    config.analysis.num_images = 16
+    config.update(overrides)
+    return config
+
+
+def test_train_step_compiles_once_and_moves_nothing_implicitly(committed):
+    """The loop's step runs under `jax.transfer_guard("disallow")`: the run finishing shows no
+    implicit transfer; jax_log_compiles shows one compilation of the step for all its steps."""
+    _, compile_messages = committed
+    compiles = [m for m in compile_messages if "compilation of jit(train_step)" in m]
+    assert len(compiles) == 1, compiles
+
+
+def test_the_step_guard_rejects_an_implicit_host_transfer(tmp_path, monkeypatch):
+    """Host (NumPy) batches reach the step: the loop's transfer guard stops the run."""
+    config = tiny_config(6)
+    images, labels = load_split(config, "train")
+
+    def host_batches(*args, **kwargs):
+        while True:
+            yield {"image": images[:64], "label": labels[:64]}
+
+    monkeypatch.setattr(train, "_train_input", host_batches)
+    with pytest.raises(jax.errors.JaxRuntimeError, match="Disallowed host-to-device transfer"):
+        train.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def snapshot(directory):
+    """Every path under `directory` with its size and modification time."""
+    return {
+        p.relative_to(directory): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in directory.rglob("*")
+    }
+
+
+def last_line(result):
+    assert result.returncode == 2, result.stderr[-3000:]
+    return result.stderr.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def committed(tmp_path_factory):
+    """A finished 4-step run of the TINY model with checkpoints at steps 2 and 4, and the
+    compilation messages it logged."""
+    workdir = tmp_path_factory.mktemp("runs") / "committed"
+    messages = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logging.getLogger("jax").addHandler(handler)
+    jax.config.update("jax_log_compiles", True)
+    try:
+        result = train.train_and_evaluate(tiny_config(4, ckpt_every_steps=2), str(workdir))
+    finally:
+        jax.config.update("jax_log_compiles", False)
+        logging.getLogger("jax").removeHandler(handler)
+    assert result["step"] == 4
+    return workdir, messages
+
+
+@pytest.fixture
+def copied(committed, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(committed[0], workdir)
+    return workdir
+
+
+def test_unwritable_workdir_fails_before_any_compute(tmp_path):
+    parent = tmp_path / "readonly"
+    parent.mkdir()
+    parent.chmod(0o500)
+    if os.access(parent, os.W_OK):  # root ignores the mode: a path under a regular file instead
+        parent = tmp_path / "a_file"
+        parent.write_text("")
+    result = run(parent / "run")
+    assert last_line(result) == (
+        f"error: workdir {parent / 'run'}: {parent} is not a writable directory; "
+        "use another --workdir"
+    )
+    assert "Compiling" not in result.stdout and not (parent / "run").exists()
+
+
+def test_corrupt_checkpoint_fails_naming_it_and_leaves_it_untouched(copied):
+    for path in (copied / "checkpoints" / "4" / "state").rglob("*"):
+        if path.is_file():
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    before = snapshot(copied)
+    line = last_line(run(copied))
+    checkpoint = copied / "checkpoints" / "4"
+    assert line.startswith(f"error: checkpoint {checkpoint} cannot be restored (")
+    assert line.endswith(
+        f"move it away (e.g. to {checkpoint}.corrupt) to resume from the checkpoint before it"
+    )
+    assert snapshot(copied) == before
+
+
+def test_half_written_checkpoint_is_never_restored(copied, capsys):
+    checkpoints = copied / "checkpoints"
+    (checkpoints / "4").rename(checkpoints / "4.orbax-checkpoint-tmp-1700000000")
+    result = train.train_and_evaluate(tiny_config(4, ckpt_every_steps=2), str(copied))
+    assert f"Resuming {copied} from step 2/4" in capsys.readouterr().out
+    assert result["step"] == 4
+    assert ocp.CheckpointManager(checkpoints).latest_step() == 4
+
+
+def test_full_disk_stops_with_one_line_and_keeps_the_last_checkpoint(copied, monkeypatch):
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", no_space)
+    with pytest.raises(UserError) as e:
+        train.train_and_evaluate(tiny_config(6, ckpt_every_steps=2), str(copied))
+    assert str(e.value) == (
+        f"saving a checkpoint in {copied / 'checkpoints'} failed (No space left on device); the "
+        "last committed one (step 4) is kept: free space and run again to resume"
+    )
+    assert sorted(p.name for p in (copied / "checkpoints").iterdir()) == ["2", "4"]
+    params = ocp.PyTreeCheckpointer().restore(copied / "checkpoints" / "4" / "state")["params"]
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
