@@ -59,7 +59,10 @@ def flops_of(compiled) -> float | None:
     return float(analysis["flops"]) * jax.device_count()
 
 
-def benchmark(model_name: str, dtype: str, batch_size: int, steps: int, peak: float | None):
+def setup(model_name: str, dtype: str):
+    """The Modern-protocol train state and jitted step of `model_name`, sharded over all devices.
+
+    Returns (state, train_step, info, patch_size, mesh)."""
     dataset, patch = MODELS[model_name]
     info = DATASETS[dataset]
     mesh = sharding.make_mesh()
@@ -84,6 +87,12 @@ def benchmark(model_name: str, dtype: str, batch_size: int, steps: int, peak: fl
         donate_argnums=(0,),
         out_shardings=(repl, repl),
     )
+    return state, train_step, info, patch, mesh
+
+
+def benchmark(model_name: str, dtype: str, batch_size: int, steps: int, peak: float | None):
+    state, train_step, info, patch, mesh = setup(model_name, dtype)
+    shape = (info.image_size, info.image_size, info.channels)
     rng = np.random.default_rng(0)
     batch = sharding.to_global(
         {
