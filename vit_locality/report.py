@@ -28,6 +28,7 @@ import json
 import math
 import pathlib
 import sys
+import textwrap
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -435,7 +436,7 @@ def per_head_figure(
     cols = min(4, len(runs))
     rows = math.ceil(len(runs) / cols)
     fig, axes = plt.subplots(
-        rows, cols, figsize=(3.2 * cols, 2.8 * rows), sharey=True, squeeze=False
+        rows, cols, figsize=(3.4 * cols, 3.2 * rows), sharey=True, squeeze=False
     )
     for ax, run in zip(axes.flat, runs, strict=False):
         values = np.asarray(run.locality["per_head"][metric], dtype=float)  # [L, H]
@@ -447,7 +448,7 @@ def per_head_figure(
             title += f", min L1 {values[0].min():.3f}"
         else:
             ax.axhline(1.0, color="grey", ls=":", lw=1)
-        ax.set_title(title, fontsize=8)
+        ax.set_title(textwrap.fill(title, 44, replace_whitespace=False), fontsize=7)
         ax.set_xticks(range(1, values.shape[0] + 1))
         ax.set_xlabel("layer")
     for ax in axes.flat[len(runs) :]:
