@@ -15,6 +15,19 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 CIFAR10_SAMPLE = SHARED_DATA / "cifar10-sample"
 CIFAR100_SAMPLE = SHARED_DATA / "cifar100-sample"
 FASHION_MNIST = SHARED_DATA / "fashion-mnist"
+# locality.json's keys, in order, as DESIGN.md pins them.
+LOCALITY_JSON_KEYS = [
+    "step",
+    "dataset",
+    "num_images",
+    "image_size",
+    "patch_size",
+    "grid",
+    "num_prefix_tokens",
+    "definitions",
+    "per_head",
+    "summary",
+]
 
 
 @pytest.fixture

@@ -15,9 +15,11 @@ from vit_locality.analysis.attention_pass import (
     make_locality_pass,
 )
 from vit_locality.analysis.locality import DEFINITIONS, locality_metrics
-from vit_locality.analysis.results import locality_scalars, write_locality
+from vit_locality.analysis.results import locality_record, locality_scalars, write_locality
 from vit_locality.models import ViT
 from vit_locality.step import normalize
+
+from .conftest import LOCALITY_JSON_KEYS
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 NAMES = sorted(DEFINITIONS)
@@ -137,8 +139,7 @@ def test_pass_memory_is_about_one_layer_of_attention():
 def test_locality_json_schema_and_scalars(tmp_path):
     rng = np.random.default_rng(3)
     per_head = {name: rng.uniform(0.0, 1.0, (3, 2)) for name in NAMES}
-    record = write_locality(
-        tmp_path,
+    record = locality_record(
         per_head,
         step=7,
         dataset="cifar10",
@@ -148,20 +149,10 @@ def test_locality_json_schema_and_scalars(tmp_path):
         grid=(8, 8),
         num_prefix_tokens=1,
     )
+    write_locality(tmp_path, record)
     on_disk = json.loads((tmp_path / "locality.json").read_text())
     assert on_disk == record
-    assert list(on_disk) == [
-        "step",
-        "dataset",
-        "num_images",
-        "image_size",
-        "patch_size",
-        "grid",
-        "num_prefix_tokens",
-        "definitions",
-        "per_head",
-        "summary",
-    ]
+    assert list(on_disk) == LOCALITY_JSON_KEYS
     assert on_disk["grid"] == [8, 8] and on_disk["definitions"] == DEFINITIONS
     for name in NAMES:
         np.testing.assert_allclose(on_disk["per_head"][name], per_head[name], rtol=1e-15)

@@ -13,7 +13,7 @@ from vit_locality.analysis.locality import DEFINITIONS
 from vit_locality.analyze import analyze_run
 from vit_locality.errors import UserError
 
-from .conftest import CIFAR10_SAMPLE, REPO_ROOT
+from .conftest import CIFAR10_SAMPLE, LOCALITY_JSON_KEYS, REPO_ROOT
 
 pytestmark = pytest.mark.skipif(
     not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"
@@ -67,18 +67,7 @@ def test_analyze_writes_locality_json_and_plots(smoke_run):
     result = python("vit_locality.analyze", f"--workdir={smoke_run}", "--num_images=40", devices=2)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((smoke_run / "locality.json").read_text())
-    assert list(record) == [
-        "step",
-        "dataset",
-        "num_images",
-        "image_size",
-        "patch_size",
-        "grid",
-        "num_prefix_tokens",
-        "definitions",
-        "per_head",
-        "summary",
-    ]
+    assert list(record) == LOCALITY_JSON_KEYS
     assert (record["step"], record["dataset"], record["num_images"]) == (2, "cifar10", 40)
     assert (record["image_size"], record["patch_size"], record["grid"]) == (32, 4, [8, 8])
     assert record["num_prefix_tokens"] == 1 and record["definitions"] == DEFINITIONS

@@ -82,37 +82,9 @@ def locality_record(
     }
 
 
-def write_locality(
-    workdir: str | pathlib.Path,
-    per_head: Mapping[str, Any],
-    *,
-    step: int,
-    dataset: str,
-    num_images: int,
-    image_size: int,
-    patch_size: int,
-    grid: tuple[int, int],
-    num_prefix_tokens: int,
-) -> dict[str, Any]:
-    """Writes `workdir/locality.json` (atomically: a reader never sees half a file).
-
-    Arguments as in `locality_record`; returns the record written.
-    """
-    record = locality_record(
-        per_head,
-        step=step,
-        dataset=dataset,
-        num_images=num_images,
-        image_size=image_size,
-        patch_size=patch_size,
-        grid=grid,
-        num_prefix_tokens=num_prefix_tokens,
-    )
-    _write_record(workdir, record)
-    return record
-
-
-def _write_record(workdir: str | pathlib.Path, record: Mapping[str, Any]) -> None:
+def write_locality(workdir: str | pathlib.Path, record: Mapping[str, Any]) -> None:
+    """Writes `record` (see `locality_record`) to `workdir/locality.json`, atomically: a reader
+    never sees half a file."""
     path = pathlib.Path(workdir) / LOCALITY_FILE
     partial = path.with_name(path.name + ".tmp")
     # One line per innermost list of numbers (a layer's heads), not one line per number.
@@ -269,6 +241,6 @@ def analyze_and_write(
     map_images = images[:num_map_images]
     maps = centre_attention(model, params, map_images, mean=info.mean, std=info.std)
     if jax.process_index() == 0:
-        _write_record(workdir, record)
+        write_locality(workdir, record)
         write_locality_plots(workdir, record, map_images, maps)
     return record
