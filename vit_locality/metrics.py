@@ -86,7 +86,8 @@ def read_metrics(workdir: str | pathlib.Path) -> list[dict[str, Any]]:
 def progress_line(
     step: int, total_steps: int, scalars: dict[str, float], seconds_per_step: float
 ) -> str:
-    """`step 400/3900 (10.3%) | epoch 5.1 | loss 1.8421 | lr 8.0e-04 | 2890 img/s | ETA 0:20:11`."""
+    """The console line of a log step, e.g.
+    `step 120/300 (40.0%) | epoch 1.52 | loss 1.9748 | lr 9.2e-04 | 525 img/s | ETA 0:00:22`."""
     eta = datetime.timedelta(seconds=round(max(total_steps - step, 0) * seconds_per_step))
     parts = [f"step {step}/{total_steps} ({100 * step / total_steps:.1f}%)"]
     if "epoch" in scalars:
