@@ -18,9 +18,10 @@ import time
 import jax
 import numpy as np
 
-from vit_locality import mixing, sharding, step
+from configs import common
+from vit_locality import sharding, step
 from vit_locality.data.datasets import DATASETS
-from vit_locality.models import DTYPES, ViT
+from vit_locality.models import build_model
 
 # Dense peak TFLOP/s per chip by device kind and dtype (vendor datasheets; float32 matmuls
 # run as TF32 on NVIDIA tensor cores under XLA's default precision).
@@ -33,9 +34,9 @@ PEAK_TFLOPS = {
     "TPU v5p": {"bfloat16": 459.0, "float32": 459.0},
 }
 
-MODELS = {  # name -> (dataset, patch size); both give an 8x8 token grid
-    "cifar": ("cifar100", 4),
-    "tiny_imagenet": ("tiny_imagenet", 8),
+MODELS = {  # name -> dataset of its Modern config; both give an 8x8 token grid
+    "cifar": "cifar100",
+    "tiny_imagenet": "tiny_imagenet",
 }
 
 
@@ -60,34 +61,20 @@ def flops_of(compiled) -> float | None:
 
 
 def setup(model_name: str, dtype: str):
-    """The Modern-protocol train state and jitted step of `model_name`, sharded over all devices.
+    """The Modern-protocol config's train state and jitted step of `model_name` (the same
+    construction as the train loop), sharded over all devices.
 
     Returns (state, train_step, info, patch_size, mesh)."""
-    dataset, patch = MODELS[model_name]
-    info = DATASETS[dataset]
+    config = common.experiment(MODELS[model_name], "modern", None)
+    config.model.dtype = dtype
+    info = DATASETS[config.dataset]
     mesh = sharding.make_mesh()
-    model = ViT(num_classes=info.num_classes, patch_size=patch, dtype=DTYPES[dtype])
-    schedule = step.make_schedule(1e-3, 10, 1000)
-    tx = step.make_optimizer(schedule, 0.05, 1.0)
-    repl = sharding.replicated(mesh)
-    shape = (info.image_size, info.image_size, info.channels)
-    state = jax.jit(lambda: step.create_train_state(model, tx, 0, shape), out_shardings=repl)()
-    train_step = jax.jit(
-        step.make_train_step(
-            model,
-            num_classes=info.num_classes,
-            mean=info.mean,
-            std=info.std,
-            mix=mixing.MixSpec(cutmix_alpha=1.0, prob=1.0),
-            label_smoothing=0.1,
-            num_shards=mesh.size,
-            seed=0,
-            schedule=schedule,
-        ),
-        donate_argnums=(0,),
-        out_shardings=(repl, repl),
-    )
-    return state, train_step, info, patch, mesh
+    model = build_model(config.model, info.num_classes)
+    schedule = step.make_schedule(config.lr, 10, 1000)
+    tx = step.make_optimizer(schedule, config.wd, config.grad_clip_norm)
+    state = step.init_state(config, model, tx, mesh)
+    train_step = step.jit_train_step(config, model, schedule, mesh)
+    return state, train_step, info, config.model.patch_size, mesh
 
 
 def benchmark(model_name: str, dtype: str, batch_size: int, steps: int, peak: float | None):

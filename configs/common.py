@@ -13,6 +13,8 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
+from vit_locality.data.datasets import DATASETS
+
 PROTOCOLS = ("baseline", "modern")
 
 
@@ -51,8 +53,12 @@ def get_config(
     config.seed = 0
 
     # Model: the ViT of Lee et al. 2021 for 32 px (a guess; the paper does not state it).
+    # Sizes that scale with the image: patch 4 and padding 4 at 32 px (28 px too), 8 at 64 px,
+    # so the token grid stays 8x8 and the padding keeps its share of the image.
+    scale = max(1, DATASETS[dataset].image_size // 32)
+
     config.model = ml_collections.ConfigDict()
-    config.model.patch_size = 4
+    config.model.patch_size = 4 * scale
     config.model.width = 192
     config.model.depth = 9
     config.model.num_heads = 12
@@ -71,7 +77,7 @@ def get_config(
 
     # Augmentation in tf.data (per example, on the host).
     config.aug = ml_collections.ConfigDict()
-    config.aug.crop_padding = 4  # zero padding before the random crop, pixels per side
+    config.aug.crop_padding = 4 * scale  # zero padding before the random crop, pixels per side
     config.aug.flip = True  # random horizontal flip
     config.aug.autoaugment = False  # AutoAugment, CIFAR-10 policy (torchvision semantics)
     config.aug.color_jitter = 0.0  # brightness/contrast/saturation strength; 0 = off

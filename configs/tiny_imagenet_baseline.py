@@ -1,7 +1,8 @@
 """Tiny-ImageNet (64 px, 200 classes), Baseline protocol (pad-8 random crop + flip).
 
-Patch 8 and crop padding 8 keep the 8x8 token grid and the padding-to-size ratio of the 32 px
-configs (DESIGN.md's defaults; the paper does not state them).
+Patch 8 and crop padding 8 (common.py scales both with the image size) keep the 8x8 token
+grid and the padding-to-size ratio of the 32 px configs (DESIGN.md's defaults; the paper does
+not state them).
 
     python -m vit_locality.main --config=configs/tiny_imagenet_baseline.py \\
         --config.data.source=files --config.data.dir=PATH/TO/tiny-imagenet-200
@@ -11,7 +12,4 @@ from configs import common
 
 
 def get_config(arg: str | None = None):
-    config = common.experiment("tiny_imagenet", "baseline", arg)
-    config.model.patch_size = 8
-    config.aug.crop_padding = 8
-    return config
+    return common.experiment("tiny_imagenet", "baseline", arg)

@@ -1,7 +1,7 @@
 """Data parallelism over a 1-D ('data',) device mesh with `jax.jit` and `NamedSharding`.
 
 The train state is replicated; batches are split along their leading axis. Each process feeds
-its own slice of the global batch (`process_slice`), which `to_global` assembles into one global
+its own rows of the global batch, which `to_global` assembles into one global
 array without any host-to-host traffic.
 """
 
@@ -33,13 +33,6 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def batch_sharded(mesh: Mesh) -> NamedSharding:
     """Leading (batch) axis split over the devices."""
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
-
-
-def process_slice(global_batch_size: int) -> slice:
-    """The rows of a global batch that this process provides."""
-    per_process = global_batch_size // jax.process_count()
-    start = jax.process_index() * per_process
-    return slice(start, start + per_process)
 
 
 def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:

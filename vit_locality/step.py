@@ -14,12 +14,15 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 from flax.training import train_state
+from jax.sharding import Mesh
 
 from vit_locality import erasing as erasing_lib
-from vit_locality import mixing
+from vit_locality import mixing, sharding
+from vit_locality.data.datasets import DATASETS
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -140,3 +143,45 @@ def make_eval_step(
         }
 
     return eval_step
+
+
+def init_state(
+    config: ml_collections.ConfigDict,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
+) -> TrainState:
+    """Fresh train state of `config`'s dataset shape, created already replicated over `mesh`."""
+    info = DATASETS[config.dataset]
+    shape = (info.image_size, info.image_size, info.channels)
+    return jax.jit(
+        lambda: create_train_state(model, tx, config.seed, shape),
+        out_shardings=sharding.replicated(mesh),
+    )()
+
+
+def jit_train_step(
+    config: ml_collections.ConfigDict, model: nn.Module, schedule: optax.Schedule, mesh: Mesh
+) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+    """`make_train_step` with `config`'s protocol (mixing, label smoothing, erasing), jitted over
+    `mesh` with the state donated and replicated, batches sharded along their first axis."""
+    info = DATASETS[config.dataset]
+    replicated = sharding.replicated(mesh)
+    return jax.jit(
+        make_train_step(
+            model,
+            num_classes=info.num_classes,
+            mean=info.mean,
+            std=info.std,
+            mix=mixing.MixSpec(**config.mix.to_dict()),
+            label_smoothing=config.label_smoothing,
+            num_shards=mesh.size,
+            seed=config.seed,
+            schedule=schedule,
+            erasing=erasing_lib.ErasingSpec(
+                config.aug.random_erasing, config.aug.random_erasing_mode
+            ),
+        ),
+        donate_argnums=(0,),
+        out_shardings=(replicated, replicated),
+    )

@@ -20,7 +20,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from vit_locality import checkpointing, metrics, mixing, sharding, step
+from vit_locality import checkpointing, metrics, sharding, step
 from vit_locality.analysis.results import (
     analyze_and_write,
     locality_scalars,
@@ -29,7 +29,6 @@ from vit_locality.analysis.results import (
 from vit_locality.data.datasets import DATASETS
 from vit_locality.data.eval_input import eval_batches
 from vit_locality.data.sources import load_split
-from vit_locality.erasing import ErasingSpec
 from vit_locality.errors import ConfigError
 from vit_locality.models import build_model
 from vit_locality.validation import check_resumable, check_workdir, validate_config
@@ -175,11 +174,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     model = build_model(config.model, info.num_classes)
     schedule = step.make_schedule(config.lr, sched.warmup_steps, sched.total_steps)
     tx = step.make_optimizer(schedule, config.wd, config.grad_clip_norm)
-    repl = sharding.replicated(mesh)
-    image_shape = (info.image_size, info.image_size, info.channels)
-    state = jax.jit(
-        lambda: step.create_train_state(model, tx, config.seed, image_shape), out_shardings=repl
-    )()
+    state = step.init_state(config, model, tx, mesh)
     ckpt = checkpointing.Checkpointer(workdir_path / "checkpoints", config.kept_checkpoints)
     start_step = ckpt.latest_step() or 0
     if start_step:
@@ -194,26 +189,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     writer = metrics.MetricWriter(workdir_path, enabled=is_writer)
 
     # ------------------------------------------------------------------ Steps
-    mix = mixing.MixSpec(**config.mix.to_dict())
-    train_step = jax.jit(
-        step.make_train_step(
-            model,
-            num_classes=info.num_classes,
-            mean=info.mean,
-            std=info.std,
-            mix=mix,
-            label_smoothing=config.label_smoothing,
-            num_shards=mesh.size,
-            seed=config.seed,
-            schedule=schedule,
-            erasing=ErasingSpec(config.aug.random_erasing, config.aug.random_erasing_mode),
-        ),
-        donate_argnums=(0,),
-        out_shardings=(repl, repl),
-    )
+    train_step = step.jit_train_step(config, model, schedule, mesh)
     eval_step = jax.jit(
         step.make_eval_step(model, num_classes=info.num_classes, mean=info.mean, std=info.std),
-        out_shardings=repl,
+        out_shardings=sharding.replicated(mesh),
     )
 
     def run_eval(step_num: int) -> dict[str, float]:
