@@ -249,7 +249,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 state, step_metrics = train_step(state, batch)
             pending.append((step_num, step_metrics))
             is_last = step_num == sched.total_steps
-            must_save = step_num % config.ckpt_every_steps == 0 or is_last or stop.received
+            preempted = stop.received  # read once: a SIGTERM between two reads would skip the save
+            must_save = step_num % config.ckpt_every_steps == 0 or is_last or preempted
 
             if step_num % config.log_every_steps == 0 or must_save:
                 fetched = [(s, jax.device_get(m)) for s, m in pending]
@@ -274,7 +275,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     )
             if must_save:
                 save(step_num)
-            if stop.received:
+            if preempted:
                 ckpt.wait()
                 print(f"SIGTERM: saved step {step_num}; resume by running again", flush=True)
                 return {"step": step_num, "preempted": True}
