@@ -1,11 +1,15 @@
 """Faults and hidden costs of the train loop, with the real data: the steady-state step does no
 implicit host transfer and compiles once; unwritable workdirs, corrupt or half-written checkpoints
-and a full disk end in one line (exit 2) or a clean resume, never in a damaged workdir."""
+and a full disk (simulated, and a real tmpfs filled up) end in one line (exit 2) or a clean
+resume, never in a damaged workdir."""
 
+import contextlib
 import errno
 import logging
 import os
+import re
 import shutil
+import subprocess
 
 import jax
 import numpy as np
@@ -13,7 +17,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import common
-from vit_locality import train
+from vit_locality import checkpointing, train
 from vit_locality.data.sources import load_split
 from vit_locality.errors import UserError
 
@@ -47,8 +51,17 @@ def tiny_config(total_steps: int, **overrides):
 def test_train_step_compiles_once_and_moves_nothing_implicitly(committed):
     """The loop's step runs under `jax.transfer_guard("disallow")`: the run finishing shows no
     implicit transfer; jax_log_compiles shows one compilation of the step for all its steps."""
-    _, compile_messages = committed
-    compiles = [m for m in compile_messages if "compilation of jit(train_step)" in m]
+    compiles = step_compiles(committed[1])
+    assert len(compiles) == 1, compiles
+
+
+def test_a_resumed_run_compiles_the_step_once(copied):
+    """The restored state has the shapes, dtypes and shardings of a fresh one: resuming
+    compiles the step once, not once for the restored state and again for its successors."""
+    with logged_compiles() as messages:
+        result = train.train_and_evaluate(tiny_config(8, ckpt_every_steps=2), str(copied))
+    assert result["step"] == 8
+    compiles = step_compiles(messages)
     assert len(compiles) == 1, compiles
 
 
@@ -79,21 +92,32 @@ def last_line(result):
     return result.stderr.strip().splitlines()[-1]
 
 
-@pytest.fixture(scope="module")
-def committed(tmp_path_factory):
-    """A finished 4-step run of the TINY model with checkpoints at steps 2 and 4, and the
-    compilation messages it logged."""
-    workdir = tmp_path_factory.mktemp("runs") / "committed"
-    messages = []
+@contextlib.contextmanager
+def logged_compiles():
+    """Collects jax_log_compiles' messages ("Finished XLA compilation of jit(f) in ...")."""
+    messages: list[str] = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = lambda record: messages.append(record.getMessage())
     logging.getLogger("jax").addHandler(handler)
     jax.config.update("jax_log_compiles", True)
     try:
-        result = train.train_and_evaluate(tiny_config(4, ckpt_every_steps=2), str(workdir))
+        yield messages
     finally:
         jax.config.update("jax_log_compiles", False)
         logging.getLogger("jax").removeHandler(handler)
+
+
+def step_compiles(messages: list[str]) -> list[str]:
+    return [m for m in messages if "compilation of jit(train_step)" in m]
+
+
+@pytest.fixture(scope="module")
+def committed(tmp_path_factory):
+    """A finished 4-step run of the TINY model with checkpoints at steps 2 and 4, and the
+    compilation messages it logged."""
+    workdir = tmp_path_factory.mktemp("runs") / "committed"
+    with logged_compiles() as messages:
+        result = train.train_and_evaluate(tiny_config(4, ckpt_every_steps=2), str(workdir))
     assert result["step"] == 4
     return workdir, messages
 
@@ -157,3 +181,89 @@ def test_full_disk_stops_with_one_line_and_keeps_the_last_checkpoint(copied, mon
     assert sorted(p.name for p in (copied / "checkpoints").iterdir()) == ["2", "4"]
     params = ocp.PyTreeCheckpointer().restore(copied / "checkpoints" / "4" / "state")["params"]
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 16 MiB filesystem (tmpfs) at tmp_path/disk; skipped where mounting is refused."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)]
+    result = subprocess.run(mount, capture_output=True, text=True)
+    if result.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", "--lazy", str(disk)], check=True)
+
+
+def fill(disk, leave_bytes: int):
+    """Fills `disk` up to `leave_bytes` free bytes with one file, `disk/filler`."""
+    (disk / "filler").write_bytes(bytes(shutil.disk_usage(disk).free - leave_bytes))
+
+
+# The CLI's TINY run (test_train_e2e.py) on the committed fixture's schedule, up to step 6.
+RESUME_TO_STEP_6 = (
+    "--config.total_steps=6",
+    "--config.ckpt_every_steps=2",
+    "--config.warmup_epochs=0",
+)
+
+
+def committed_steps(checkpoints):
+    return sorted(p.name for p in checkpoints.iterdir() if p.name.isdigit())
+
+
+def test_a_save_that_cannot_fit_is_refused_before_it_starts(committed, small_disk):
+    """Real processes on a real full disk: the CLI stops at the save with one line naming the
+    room needed and free, exit 2, steps 2 and 4 intact and no half-written step directory."""
+    workdir = small_disk / "run"
+    shutil.copytree(committed[0], workdir)
+    fill(small_disk, leave_bytes=256 * 1024)
+    result = run(workdir, *RESUME_TO_STEP_6)
+    checkpoints = workdir / "checkpoints"
+    assert re.fullmatch(
+        rf"error: saving a checkpoint in {checkpoints} needs up to [\d.]+ MiB but 0\.\d MiB are "
+        r"free; the last committed one \(step 4\) is kept: free space and run again to resume",
+        last_line(result),
+    ), last_line(result)
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["2", "4"]
+
+
+def test_a_disk_that_fills_during_a_background_save_ends_in_one_line_and_resumes(
+    committed, small_disk, monkeypatch
+):
+    """The room check is fooled (the disk filled up after it): tensorstore's write fails in
+    orbax's background thread; the next save reports it as one line, the last committed
+    checkpoint restores, and once space is freed the run resumes and finishes."""
+    workdir = small_disk / "run"
+    shutil.copytree(committed[0], workdir)
+    fill(small_disk, leave_bytes=64 * 1024)
+    plenty = shutil.disk_usage(small_disk.parent)
+    monkeypatch.setattr(checkpointing.shutil, "disk_usage", lambda path: plenty)
+    checkpoints = workdir / "checkpoints"
+    with pytest.raises(UserError) as e:
+        train.train_and_evaluate(tiny_config(8, ckpt_every_steps=2), str(workdir))
+    assert str(e.value) == (
+        f"saving a checkpoint in {checkpoints} failed (No space left on device); the last "
+        "committed one (step 4) is kept: free space and run again to resume"
+    )
+    assert committed_steps(checkpoints) == ["2", "4"]
+    assert ocp.CheckpointManager(checkpoints).latest_step() == 4
+
+    (small_disk / "filler").unlink()
+    monkeypatch.undo()
+    assert train.train_and_evaluate(tiny_config(8, ckpt_every_steps=2), str(workdir))["step"] == 8
+    assert committed_steps(checkpoints) == ["4", "6", "8"]  # kept_checkpoints=3
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["4", "6", "8"]
+
+
+def test_a_full_disk_while_writing_metrics_ends_in_one_line(committed, small_disk):
+    workdir = small_disk / "run"
+    shutil.copytree(committed[0], workdir)
+    fill(small_disk, leave_bytes=0)
+    result = run(workdir, *RESUME_TO_STEP_6)
+    assert last_line(result) == (
+        f"error: writing to {workdir} failed (No space left on device); committed checkpoints "
+        "are kept: free space and run again to resume"
+    )
+    assert committed_steps(workdir / "checkpoints") == ["2", "4"]

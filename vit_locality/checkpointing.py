@@ -2,19 +2,39 @@
 
 A step directory is written asynchronously and only counts once orbax has committed it, so a
 process killed mid-save leaves the previous checkpoint as the latest one (its half-written
-`<step>.orbax-checkpoint-tmp-*` directory is never restored). A checkpoint that cannot be read,
-or a save that fails (a full disk), raises `UserError` with one line saying what to do.
+`<step>.orbax-checkpoint-tmp*` directory is never restored, and the next save of that step
+replaces it). A checkpoint that cannot be read, or a save that fails, raises `UserError` with
+one line saying what to do. A save is not started when the disk has less room than the state's
+bytes; one that fails later, in orbax's background threads (the disk filled up meanwhile),
+surfaces at the next `save`, `wait` or `close`.
 """
 
 from __future__ import annotations
 
+import logging
 import pathlib
+import shutil
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
-from vit_locality.errors import UserError
+from vit_locality.errors import UserError, out_of_space
+
+# How a failed write reaches us: an OSError from the main thread, or tensorstore's ValueError
+# ("RESOURCE_EXHAUSTED: ... [os_error_code='28']") re-raised from orbax's background threads.
+_SAVE_ERRORS = (OSError, ValueError)
+
+
+class _DropOrbaxErrorLogs(logging.Filter):
+    """Orbax logs a failed background save with a traceback from each of its threads before
+    re-raising it; `Checkpointer` turns the raised error into one line, so those logs go."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and "orbax" in record.pathname)
+
+
+logging.getLogger("absl").addFilter(_DropOrbaxErrorLogs())
 
 
 class Checkpointer:
@@ -37,6 +57,7 @@ class Checkpointer:
         """Starts an asynchronous save (a no-op when `step` is already saved)."""
         if step in self._manager.all_steps():
             return
+        self._check_room(state)
         try:
             self._manager.save(
                 step,
@@ -45,7 +66,7 @@ class Checkpointer:
                 ),
                 force=True,
             )
-        except OSError as e:
+        except _SAVE_ERRORS as e:
             raise self._save_failed(e) from e
 
     def restore(self, step: int, like: Any) -> tuple[Any, dict[str, Any]]:
@@ -71,17 +92,41 @@ class Checkpointer:
         """Blocks until every started save is committed to disk."""
         try:
             self._manager.wait_until_finished()
-        except OSError as e:
+        except _SAVE_ERRORS as e:
             raise self._save_failed(e) from e
 
     def close(self) -> None:
-        self.wait()
-        self._manager.close()
+        """Waits for the started saves, then stops orbax's threads (also when a save failed)."""
+        try:
+            self.wait()
+        finally:
+            self._manager.close()
 
-    def _save_failed(self, error: OSError) -> UserError:
-        kept = self._manager.latest_step()
-        last = f"the last committed one (step {kept}) is kept" if kept else "none is committed yet"
+    def _check_room(self, state: Any) -> None:
+        """Refuses to start a save the disk cannot hold (orbax's files are at most the state's
+        bytes: zstd-compressed arrays plus a little metadata)."""
+        needed = sum(leaf.nbytes for leaf in jax.tree.leaves(state)) + 2**20
+        free = shutil.disk_usage(self._directory).free
+        if free < needed:
+            raise UserError(
+                f"saving a checkpoint in {self._directory} needs up to {needed / 2**20:.1f} MiB "
+                f"but {free / 2**20:.1f} MiB are free; {self._kept()}: free space and run again "
+                "to resume"
+            )
+
+    def _save_failed(self, error: Exception) -> UserError:
+        no_space = out_of_space(error)
+        if no_space:
+            return UserError(
+                f"saving a checkpoint in {self._directory} failed ({no_space}); {self._kept()}: "
+                "free space and run again to resume"
+            )
+        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
         return UserError(
-            f"saving a checkpoint in {self._directory} failed ({error.strerror or error}); "
-            f"{last}: free space and run again to resume"
+            f"saving a checkpoint in {self._directory} failed ({reason}); {self._kept()}: "
+            "run again to resume once the directory is writable"
         )
+
+    def _kept(self) -> str:
+        kept = self._manager.latest_step()
+        return f"the last committed one (step {kept}) is kept" if kept else "none is committed yet"

@@ -1,5 +1,9 @@
 """Errors caused by what the user asked for; entry points print them as one line and exit 2."""
 
+import errno
+import os
+import re
+
 
 class UserError(Exception):
     """Bad input (config, data directory, workdir): the message says what is wrong and what is
@@ -12,3 +16,19 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """The dataset cannot be found or read."""
+
+
+_NO_SPACE = {errno.ENOSPC: os.strerror(errno.ENOSPC), errno.EDQUOT: os.strerror(errno.EDQUOT)}
+
+
+def out_of_space(error: BaseException) -> str | None:
+    """The OS's words ('No space left on device', 'Disk quota exceeded') when `error` is a write
+    that failed for lack of space, however a library wrapped it: an OSError, tensorstore's
+    ValueError from orbax's background threads ("... [os_error_code='28']"), TensorFlow's
+    ResourceExhaustedError from the TensorBoard writer. None for any other error."""
+    if isinstance(error, OSError) and error.errno in _NO_SPACE:
+        return _NO_SPACE[error.errno]
+    code = re.search(r"os_error_code='(\d+)'", str(error))
+    if code and int(code.group(1)) in _NO_SPACE:
+        return _NO_SPACE[int(code.group(1))]
+    return next((words for words in _NO_SPACE.values() if words in str(error)), None)

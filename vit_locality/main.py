@@ -3,7 +3,8 @@
 
 `--workdir` defaults to `runs/<config name>[_<arg>]`; running again with the same workdir
 resumes. Bad input (a config value, a data directory, a workdir that holds another model)
-prints one line and exits with status 2 before any compute.
+prints one line and exits with status 2 before any compute; so does a disk that fills up during
+the run, whatever was being written (committed checkpoints are kept).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from vit_locality.errors import UserError  # noqa: E402
+from vit_locality.errors import UserError, out_of_space  # noqa: E402
 from vit_locality.workdir import default_workdir  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/X.py:smoke.")
@@ -45,6 +46,15 @@ def main(argv: list[str]) -> None:
     except TrainingDiverged as e:
         print(f"error: training diverged: {e}", file=sys.stderr)
         sys.exit(1)
+    except Exception as e:  # metrics, TensorBoard, plots: the same one line when the disk is full
+        if not (no_space := out_of_space(e)):
+            raise
+        print(
+            f"error: writing to {workdir} failed ({no_space}); committed checkpoints are kept: "
+            "free space and run again to resume",
+            file=sys.stderr,
+        )
+        sys.exit(2)
 
 
 if __name__ == "__main__":
