@@ -49,14 +49,12 @@ def make_schedule(peak_lr: float, warmup_steps: int, total_steps: int) -> optax.
 def make_optimizer(
     schedule: optax.Schedule, weight_decay: float, grad_clip_norm: float
 ) -> optax.GradientTransformation:
-    """Global-norm clipping, then AdamW; weight decay on weight matrices only (not on biases,
-    LayerNorm scales, the position embedding or the CLS token)."""
+    """Global-norm clipping, then AdamW; weight decay on the weight matrices (Flax's `kernel`s:
+    Dense, DenseGeneral, the patch embedding) only, not on biases (the qkv bias has 3 axes),
+    LayerNorm scales, the position embedding or the CLS token."""
 
     def decay_mask(params: Any) -> Any:
-        return jax.tree_util.tree_map_with_path(
-            lambda path, p: p.ndim > 1 and "pos_embedding" not in jax.tree_util.keystr(path),
-            params,
-        )
+        return jax.tree_util.tree_map_with_path(lambda path, p: path[-1].key == "kernel", params)
 
     return optax.chain(
         optax.clip_by_global_norm(grad_clip_norm),
