@@ -17,37 +17,17 @@ import time
 
 import jax
 import numpy as np
+from shared import MODELS, TOTAL_STEPS, WARMUP_STEPS, peak_for
 
 from configs import common
 from vit_locality import sharding, step
 from vit_locality.data.datasets import DATASETS
 from vit_locality.models import build_model
 
-# Dense peak TFLOP/s per chip by device kind and dtype (vendor datasheets; float32 matmuls
-# run as TF32 on NVIDIA tensor cores under XLA's default precision).
-PEAK_TFLOPS = {
-    "H100": {"bfloat16": 989.0, "float32": 494.5},
-    "H200": {"bfloat16": 989.0, "float32": 494.5},
-    "A100": {"bfloat16": 312.0, "float32": 156.0},
-    "TPU v4": {"bfloat16": 275.0, "float32": 275.0},
-    "TPU v5 lite": {"bfloat16": 197.0, "float32": 197.0},
-    "TPU v5p": {"bfloat16": 459.0, "float32": 459.0},
-}
-
-MODELS = {  # name -> dataset of its Modern config; both give an 8x8 token grid
-    "cifar": "cifar100",
-    "tiny_imagenet": "tiny_imagenet",
-}
-
 
 def peak_tflops(dtype: str, override: float | None) -> float | None:
-    if override:
-        return override
-    kind = jax.devices()[0].device_kind
-    for name, peaks in PEAK_TFLOPS.items():
-        if name in kind:
-            return peaks[dtype] * jax.device_count()
-    return None
+    """Peak TFLOP/s of all devices: `override`, else the device table's value, else None."""
+    return override or peak_for(jax.devices()[0].device_kind, dtype, jax.device_count())
 
 
 def flops_of(compiled) -> float | None:
@@ -70,7 +50,7 @@ def setup(model_name: str, dtype: str):
     info = DATASETS[config.dataset]
     mesh = sharding.make_mesh()
     model = build_model(config.model, info.num_classes)
-    schedule = step.make_schedule(config.lr, 10, 1000)
+    schedule = step.make_schedule(config.lr, WARMUP_STEPS, TOTAL_STEPS)
     tx = step.make_optimizer(schedule, config.wd, config.grad_clip_norm)
     state = step.init_state(config, model, tx, mesh)
     train_step = step.jit_train_step(config, model, schedule, mesh)

@@ -1,0 +1,34 @@
+"""What the JAX benchmark (`train_step.py`) and its PyTorch twin (`timm_step.py`) share: the
+models, the LR schedule's length, and the dense peak TFLOP/s per accelerator chip for the model
+FLOPs utilization (MFU). Imports neither JAX nor PyTorch."""
+
+from __future__ import annotations
+
+MODELS = {  # benchmark model name -> dataset of its Modern config; both give an 8x8 token grid
+    "cifar": "cifar100",
+    "tiny_imagenet": "tiny_imagenet",
+}
+WARMUP_STEPS, TOTAL_STEPS = 10, 1000  # the LR schedule both steps run (its values don't matter)
+
+# Dense peak TFLOP/s per chip by device kind and dtype (vendor datasheets; float32 matmuls
+# run as TF32 on NVIDIA tensor cores under XLA's default precision).
+PEAK_TFLOPS: dict[str, dict[str, float]] = {
+    "H100": {"bfloat16": 989.0, "float32": 494.5},
+    "H200": {"bfloat16": 989.0, "float32": 494.5},
+    "A100": {"bfloat16": 312.0, "float32": 156.0},
+    "TPU v4": {"bfloat16": 275.0, "float32": 275.0},
+    "TPU v5 lite": {"bfloat16": 197.0, "float32": 197.0},
+    "TPU v5p": {"bfloat16": 459.0, "float32": 459.0},
+}
+
+
+def peak_for(device_kind: str, dtype: str, count: int) -> float | None:
+    """Peak TFLOP/s of `count` devices of `device_kind` in `dtype`, or None when unknown.
+
+    `device_kind` is JAX's `device.device_kind` or `torch.cuda.get_device_name()` (both read
+    like "NVIDIA H100 80GB HBM3"); it matches the first table entry it contains."""
+    for name, peaks in PEAK_TFLOPS.items():
+        if name in device_kind:
+            peak = peaks.get(dtype)
+            return peak * count if peak is not None else None
+    return None
