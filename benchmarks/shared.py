@@ -4,6 +4,9 @@ FLOPs utilization (MFU). Imports neither JAX nor PyTorch."""
 
 from __future__ import annotations
 
+import pathlib
+import resource
+
 MODELS = {  # benchmark model name -> dataset of its Modern config; both give an 8x8 token grid
     "cifar": "cifar100",
     "tiny_imagenet": "tiny_imagenet",
@@ -32,3 +35,16 @@ def peak_for(device_kind: str, dtype: str, count: int) -> float | None:
             peak = peaks.get(dtype)
             return peak * count if peak is not None else None
     return None
+
+
+def malloc_library() -> str:
+    """ "tcmalloc" or "jemalloc" when preloaded into this process (LD_PRELOAD), else "glibc"."""
+    maps = pathlib.Path("/proc/self/maps")
+    loaded = maps.read_text() if maps.exists() else ""
+    return next((name for name in ("tcmalloc", "jemalloc") if name in loaded), "glibc")
+
+
+def minor_page_faults() -> int:
+    """Minor page faults of this process so far: each is the kernel handing over (and zeroing)
+    a fresh 4 KiB page, which is what glibc's malloc costs XLA:CPU at every step."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -31,7 +31,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from shared import MODELS, TOTAL_STEPS, WARMUP_STEPS, peak_for
+from shared import (
+    MODELS,
+    TOTAL_STEPS,
+    WARMUP_STEPS,
+    malloc_library,
+    minor_page_faults,
+    peak_for,
+)
 
 try:
     import timm
@@ -232,11 +239,12 @@ def benchmark(
         )
         return None
     warmup_seconds = time.perf_counter() - start
-    start = time.perf_counter()
+    faults, start = minor_page_faults(), time.perf_counter()
     for _ in range(args.steps):
         train_step(bench, modern.grad_clip_norm)
     synchronize(device)
     seconds = (time.perf_counter() - start) / args.steps
+    faults_per_step = round((minor_page_faults() - faults) / args.steps)
     kind = device_kind(device)
     peak = args.peak_tflops or peak_for(kind, dtype, 1)
     tflops = flops / seconds / 1e12
@@ -254,6 +262,8 @@ def benchmark(
         "flops_counted": FLOPS_COUNTED,
         "tflops_per_s": round(tflops, 3),
         "mfu": round(tflops / peak, 4) if peak else None,
+        "malloc": malloc_library(),
+        "page_faults_per_step": faults_per_step,
         "params": sum(p.numel() for p in bench.model.parameters()),
         "compiled": args.compile,
         "fused_attn": bool(bench.model.blocks[0].attn.fused_attn),  # TIMM_FUSED_ATTN=0: off

@@ -17,7 +17,14 @@ import time
 
 import jax
 import numpy as np
-from shared import MODELS, TOTAL_STEPS, WARMUP_STEPS, peak_for
+from shared import (
+    MODELS,
+    TOTAL_STEPS,
+    WARMUP_STEPS,
+    malloc_library,
+    minor_page_faults,
+    peak_for,
+)
 
 from configs import common
 from vit_locality import sharding, step
@@ -73,11 +80,12 @@ def benchmark(model_name: str, dtype: str, batch_size: int, steps: int, peak: fl
     for _ in range(2):  # warm up
         state, metrics = compiled(state, batch)
     jax.block_until_ready(metrics)
-    start = time.perf_counter()
+    faults, start = minor_page_faults(), time.perf_counter()
     for _ in range(steps):
         state, metrics = compiled(state, batch)
     jax.block_until_ready((state, metrics))
     seconds = (time.perf_counter() - start) / steps
+    faults_per_step = round((minor_page_faults() - faults) / steps)
     row = {
         "name": f"train_step/{model_name}",
         "img_per_s": round(batch_size / seconds, 1),
@@ -91,6 +99,8 @@ def benchmark(model_name: str, dtype: str, batch_size: int, steps: int, peak: fl
         "flops_per_step": flops,
         "tflops_per_s": round(flops / seconds / 1e12, 3) if flops else None,
         "mfu": round(flops / seconds / 1e12 / peak, 4) if flops and peak else None,
+        "malloc": malloc_library(),
+        "page_faults_per_step": faults_per_step,
     }
     print(json.dumps(row), flush=True)
     return row

@@ -5,6 +5,7 @@ import importlib
 import json
 import math
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -102,3 +103,18 @@ def test_train_step_row(tmp_path):
     assert matmul_flops < row["flops_per_step"] < 1.2 * matmul_flops
     assert row["mfu"] == pytest.approx(row["tflops_per_s"] / 1.0, abs=1e-3)
     assert row["img_per_s"] > 0 and math.isfinite(row["step_ms"])
+    assert row["malloc"] in ("glibc", "tcmalloc", "jemalloc") and row["page_faults_per_step"] >= 0
+
+
+def test_malloc_library_names_a_preloaded_tcmalloc():
+    libs = sorted(pathlib.Path("/usr/lib").glob("*/libtcmalloc_minimal.so.4"))
+    if not libs:
+        pytest.skip("tcmalloc is not installed (Debian: libtcmalloc-minimal4)")
+    probe = [sys.executable, "-c", "import shared; print(shared.malloc_library())"]
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    for preload, expected in ((None, "glibc"), (str(libs[0]), "tcmalloc")):
+        run_env = env if preload is None else dict(env, LD_PRELOAD=preload)
+        result = subprocess.run(
+            probe, cwd=BENCHMARKS, env=run_env, capture_output=True, text=True, check=True
+        )
+        assert result.stdout.strip() == expected

@@ -169,3 +169,30 @@ def test_runs_gcloud_ships_the_tracked_files_and_passes_the_exit_status(tmp_path
         names = set(tar.getnames())
     assert {"launch.sh", "pyproject.toml", "vit_locality/main.py"} <= names
     assert not any(name.startswith((".venv/", "runs/", ".git/")) for name in names)
+
+
+def _preload_tcmalloc(ld_preload: str | None) -> str:
+    """LD_PRELOAD after launch.sh's preload_tcmalloc, run alone with `ld_preload` set before."""
+    function = (REPO_ROOT / "launch.sh").read_text().split("\npreload_tcmalloc() {", 1)[1]
+    function = "preload_tcmalloc() {" + function.split("\n}\n", 1)[0] + "\n}\n"
+    env = {"PATH": os.environ["PATH"]}
+    if ld_preload is not None:
+        env["LD_PRELOAD"] = ld_preload
+    script = function + 'preload_tcmalloc; echo "${LD_PRELOAD:-}"'
+    return subprocess.run(
+        [BASH, "-c", script], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_test_and_train_preload_tcmalloc_when_installed():
+    installed = [  # in launch.sh's order of preference
+        str(p)
+        for name in ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4")
+        for p in sorted(pathlib.Path("/usr/lib").glob(f"*/{name}"))
+    ]
+    assert _preload_tcmalloc(None) == (installed[0] if installed else "")
+    assert _preload_tcmalloc("/opt/my_malloc.so") == "/opt/my_malloc.so"  # the user's choice
+    launcher = (REPO_ROOT / "launch.sh").read_text()
+    for mode in ("test", "train"):
+        block = launcher.split(f"\n  {mode})\n", 1)[1].split(";;", 1)[0]
+        assert "preload_tcmalloc" in block.split("exec", 1)[0], mode
