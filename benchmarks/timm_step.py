@@ -31,14 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from shared import (
-    MODELS,
-    TOTAL_STEPS,
-    WARMUP_STEPS,
-    malloc_library,
-    minor_page_faults,
-    peak_for,
-)
+import shared
 
 try:
     import timm
@@ -123,10 +116,10 @@ def build_model(info: DatasetInfo, modern: Modern) -> VisionTransformer:
 
 def warmup_cosine(step: int) -> float:
     """LR factor of `step`: linear from 0 over WARMUP_STEPS, then cosine to 0 at TOTAL_STEPS
-    (optax.warmup_cosine_decay_schedule, as vit_locality.step.make_schedule)."""
-    if step < WARMUP_STEPS:
-        return step / WARMUP_STEPS
-    progress = min(1.0, (step - WARMUP_STEPS) / (TOTAL_STEPS - WARMUP_STEPS))
+    (shared.py's; optax.warmup_cosine_decay_schedule, as vit_locality.step.make_schedule)."""
+    if step < shared.WARMUP_STEPS:
+        return step / shared.WARMUP_STEPS
+    progress = min(1.0, (step - shared.WARMUP_STEPS) / (shared.TOTAL_STEPS - shared.WARMUP_STEPS))
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
@@ -147,7 +140,7 @@ def make_optimizer(model: torch.nn.Module, modern: Modern, fused: bool) -> torch
 def setup(
     model_name: str, dtype: str, batch_size: int, device: torch.device, compile_model: bool
 ) -> tuple[Bench, DatasetInfo, Modern]:
-    info, modern = DATASETS[MODELS[model_name]], Modern()
+    info, modern = DATASETS[shared.MODELS[model_name]], Modern()
     model = build_model(info, modern).to(device)
     optimizer = make_optimizer(model, modern, fused=device.type == "cuda")
     generator = torch.Generator().manual_seed(0)
@@ -239,14 +232,14 @@ def benchmark(
         )
         return None
     warmup_seconds = time.perf_counter() - start
-    faults, start = minor_page_faults(), time.perf_counter()
+    faults, start = shared.minor_page_faults(), time.perf_counter()
     for _ in range(args.steps):
         train_step(bench, modern.grad_clip_norm)
     synchronize(device)
     seconds = (time.perf_counter() - start) / args.steps
-    faults_per_step = round((minor_page_faults() - faults) / args.steps)
+    faults_per_step = round((shared.minor_page_faults() - faults) / args.steps)
     kind = device_kind(device)
-    peak = args.peak_tflops or peak_for(kind, dtype, 1)
+    peak = args.peak_tflops or shared.peak_for(kind, dtype, 1)
     tflops = flops / seconds / 1e12
     row = {
         "name": f"timm_step/{model_name}",
@@ -262,7 +255,7 @@ def benchmark(
         "flops_counted": FLOPS_COUNTED,
         "tflops_per_s": round(tflops, 3),
         "mfu": round(tflops / peak, 4) if peak else None,
-        "malloc": malloc_library(),
+        "malloc": shared.malloc_library(),
         "page_faults_per_step": faults_per_step,
         "params": sum(p.numel() for p in bench.model.parameters()),
         "compiled": args.compile,

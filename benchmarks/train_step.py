@@ -17,14 +17,7 @@ import time
 
 import jax
 import numpy as np
-from shared import (
-    MODELS,
-    TOTAL_STEPS,
-    WARMUP_STEPS,
-    malloc_library,
-    minor_page_faults,
-    peak_for,
-)
+import shared
 
 from configs import common
 from vit_locality import sharding, step
@@ -34,7 +27,7 @@ from vit_locality.models import build_model
 
 def peak_tflops(dtype: str, override: float | None) -> float | None:
     """Peak TFLOP/s of all devices: `override`, else the device table's value, else None."""
-    return override or peak_for(jax.devices()[0].device_kind, dtype, jax.device_count())
+    return override or shared.peak_for(jax.devices()[0].device_kind, dtype, jax.device_count())
 
 
 def flops_of(compiled) -> float | None:
@@ -52,12 +45,12 @@ def setup(model_name: str, dtype: str):
     construction as the train loop), sharded over all devices.
 
     Returns (state, train_step, info, patch_size, mesh)."""
-    config = common.experiment(MODELS[model_name], "modern", None)
+    config = common.experiment(shared.MODELS[model_name], "modern", None)
     config.model.dtype = dtype
     info = DATASETS[config.dataset]
     mesh = sharding.make_mesh()
     model = build_model(config.model, info.num_classes)
-    schedule = step.make_schedule(config.lr, WARMUP_STEPS, TOTAL_STEPS)
+    schedule = step.make_schedule(config.lr, shared.WARMUP_STEPS, shared.TOTAL_STEPS)
     tx = step.make_optimizer(schedule, config.wd, config.grad_clip_norm)
     state = step.init_state(config, model, tx, mesh)
     train_step = step.jit_train_step(config, model, schedule, mesh)
@@ -80,12 +73,12 @@ def benchmark(model_name: str, dtype: str, batch_size: int, steps: int, peak: fl
     for _ in range(2):  # warm up
         state, metrics = compiled(state, batch)
     jax.block_until_ready(metrics)
-    faults, start = minor_page_faults(), time.perf_counter()
+    faults, start = shared.minor_page_faults(), time.perf_counter()
     for _ in range(steps):
         state, metrics = compiled(state, batch)
     jax.block_until_ready((state, metrics))
     seconds = (time.perf_counter() - start) / steps
-    faults_per_step = round((minor_page_faults() - faults) / steps)
+    faults_per_step = round((shared.minor_page_faults() - faults) / steps)
     row = {
         "name": f"train_step/{model_name}",
         "img_per_s": round(batch_size / seconds, 1),
@@ -99,7 +92,7 @@ def benchmark(model_name: str, dtype: str, batch_size: int, steps: int, peak: fl
         "flops_per_step": flops,
         "tflops_per_s": round(flops / seconds / 1e12, 3) if flops else None,
         "mfu": round(flops / seconds / 1e12 / peak, 4) if flops and peak else None,
-        "malloc": malloc_library(),
+        "malloc": shared.malloc_library(),
         "page_faults_per_step": faults_per_step,
     }
     print(json.dumps(row), flush=True)
