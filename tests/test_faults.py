@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -17,12 +18,12 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import common
-from vit_locality import checkpointing, train
+from vit_locality import train
 from vit_locality.data.sources import load_split
 from vit_locality.errors import UserError
 
-from .conftest import CIFAR10_SAMPLE
-from .test_train_e2e import run
+from .conftest import CIFAR10_SAMPLE, REPO_ROOT
+from .test_train_e2e import command, run
 
 pytestmark = pytest.mark.skipif(
     not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"
@@ -229,32 +230,45 @@ def test_a_save_that_cannot_fit_is_refused_before_it_starts(committed, small_dis
     assert sorted(p.name for p in checkpoints.iterdir()) == ["2", "4"]
 
 
+# `python -m vit_locality.main` with the room check fooled (shutil.disk_usage reports /tmp's free
+# space): the save starts on the full disk and fails in orbax's background thread, as it does
+# when the disk fills up while a checkpoint is being written.
+FOOLED_ROOM_CHECK = (
+    "import runpy, shutil, sys; real = shutil.disk_usage; "
+    "shutil.disk_usage = lambda path: real('/tmp'); sys.argv = sys.argv[1:]; "
+    "runpy.run_module('vit_locality.main', run_name='__main__')"
+)
+
+
 def test_a_disk_that_fills_during_a_background_save_ends_in_one_line_and_resumes(
-    committed, small_disk, monkeypatch
+    committed, small_disk
 ):
-    """The room check is fooled (the disk filled up after it): tensorstore's write fails in
-    orbax's background thread; the next save reports it as one line, the last committed
-    checkpoint restores, and once space is freed the run resumes and finishes."""
+    """tensorstore's write fails in orbax's background thread; the next save reports it: the
+    whole stderr is one line (orbax's and asyncio's tracebacks are dropped), exit 2. The last
+    committed checkpoint restores, and once space is freed the run resumes and finishes."""
     workdir = small_disk / "run"
     shutil.copytree(committed[0], workdir)
     fill(small_disk, leave_bytes=64 * 1024)
-    plenty = shutil.disk_usage(small_disk.parent)
-    monkeypatch.setattr(checkpointing.shutil, "disk_usage", lambda path: plenty)
+    main_args = command(workdir, *RESUME_TO_STEP_6, "--config.total_steps=8")[3:]
+    result = subprocess.run(
+        [sys.executable, "-c", FOOLED_ROOM_CHECK, "vit_locality.main", *main_args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     checkpoints = workdir / "checkpoints"
-    with pytest.raises(UserError) as e:
-        train.train_and_evaluate(tiny_config(8, ckpt_every_steps=2), str(workdir))
-    assert str(e.value) == (
-        f"saving a checkpoint in {checkpoints} failed (No space left on device); the last "
-        "committed one (step 4) is kept: free space and run again to resume"
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr == (
+        f"error: saving a checkpoint in {checkpoints} failed (No space left on device); the "
+        "last committed one (step 4) is kept: free space and run again to resume\n"
     )
     assert committed_steps(checkpoints) == ["2", "4"]
     assert ocp.CheckpointManager(checkpoints).latest_step() == 4
 
     (small_disk / "filler").unlink()
-    monkeypatch.undo()
     assert train.train_and_evaluate(tiny_config(8, ckpt_every_steps=2), str(workdir))["step"] == 8
-    assert committed_steps(checkpoints) == ["4", "6", "8"]  # kept_checkpoints=3
-    assert sorted(p.name for p in checkpoints.iterdir()) == ["4", "6", "8"]
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["4", "6", "8"]  # kept_checkpoints=3
 
 
 def test_a_full_disk_while_writing_metrics_ends_in_one_line(committed, small_disk):

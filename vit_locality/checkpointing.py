@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import pathlib
 import shutil
+import sys
 from typing import Any
 
 import jax
@@ -26,15 +27,31 @@ from vit_locality.errors import UserError, out_of_space
 _SAVE_ERRORS = (OSError, ValueError)
 
 
-class _DropOrbaxErrorLogs(logging.Filter):
-    """Orbax logs a failed background save with a traceback from each of its threads before
-    re-raising it; `Checkpointer` turns the raised error into one line, so those logs go."""
+class _DropFailedSaveNoise(logging.Filter):
+    """A failed background save is re-raised to `Checkpointer`, which reports it as one line.
+    Before that, orbax logs it with a traceback from each of its threads, and asyncio logs
+    every tensorstore write future that failed with it ("Future exception was never
+    retrieved"). These records go; other errors stay."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno >= logging.ERROR and "orbax" in record.pathname)
+        if record.levelno < logging.ERROR:
+            return True
+        if "orbax" in record.pathname:
+            return False
+        return not (record.name == "asyncio" and "os_error_code=" in record.getMessage())
 
 
-logging.getLogger("absl").addFilter(_DropOrbaxErrorLogs())
+def _drop_orphaned_callback_errors(unraisable: Any, previous=sys.unraisablehook) -> None:
+    """After a failed save, tensorstore still completes futures whose asyncio loop orbax has
+    closed; each raises "Event loop is closed" into `sys.unraisablehook`, a traceback apiece."""
+    error = unraisable.exc_value
+    if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+        previous(unraisable)
+
+
+logging.getLogger("absl").addFilter(_DropFailedSaveNoise())
+logging.getLogger("asyncio").addFilter(_DropFailedSaveNoise())
+sys.unraisablehook = _drop_orphaned_callback_errors
 
 
 class Checkpointer:
