@@ -50,6 +50,7 @@ REPO = str(Path(__file__).resolve().parents[1])
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 from vit_locality.data.datasets import DATASETS, DatasetInfo  # noqa: E402
+from vit_locality.errors import first_line  # noqa: E402
 
 FLOPS_COUNTED = "matmuls (torch FlopCounterMode)"
 MISSING_MESSAGE = (
@@ -206,8 +207,7 @@ def device_kind(device: torch.device) -> str:
 
 
 def one_line(error: BaseException) -> str:
-    first = next((line for line in str(error).splitlines() if line.strip()), "")
-    return f"{type(error).__name__}: {first.strip()}"[:400]
+    return f"{type(error).__name__}: {first_line(error, limit=400)}"
 
 
 def benchmark(

@@ -20,7 +20,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from vit_locality.errors import UserError, out_of_space
+from vit_locality.errors import UserError, first_line, out_of_space
 
 # How a failed write reaches us: an OSError from the main thread, or tensorstore's ValueError
 # ("RESOURCE_EXHAUSTED: ... [os_error_code='28']") re-raised from orbax's background threads.
@@ -98,9 +98,8 @@ class Checkpointer:
             )
         except (OSError, ValueError, KeyError) as e:
             path = self._directory / str(step)
-            reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
             raise UserError(
-                f"checkpoint {path} cannot be restored ({reason}); move it away (e.g. to "
+                f"checkpoint {path} cannot be restored ({first_line(e)}); move it away (e.g. to "
                 f"{path}.corrupt) to resume from the checkpoint before it"
             ) from e
         return restored.state, restored.meta
@@ -138,10 +137,9 @@ class Checkpointer:
                 f"saving a checkpoint in {self._directory} failed ({no_space}); {self._kept()}: "
                 "free space and run again to resume"
             )
-        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
         return UserError(
-            f"saving a checkpoint in {self._directory} failed ({reason}); {self._kept()}: "
-            "run again to resume once the directory is writable"
+            f"saving a checkpoint in {self._directory} failed ({first_line(error)}); "
+            f"{self._kept()}: run again to resume once the directory is writable"
         )
 
     def _kept(self) -> str:

@@ -18,6 +18,13 @@ class DataError(UserError):
     """The dataset cannot be found or read."""
 
 
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of `error`'s message (at most `limit` characters), or its type's
+    name when the message is empty: the reason part of a one-line error."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0][:limit] if lines else type(error).__name__
+
+
 _NO_SPACE = {errno.ENOSPC: os.strerror(errno.ENOSPC), errno.EDQUOT: os.strerror(errno.EDQUOT)}
 
 

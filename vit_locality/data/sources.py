@@ -7,7 +7,7 @@ import numpy as np
 
 from vit_locality.data import files
 from vit_locality.data.datasets import DATASETS
-from vit_locality.errors import DataError
+from vit_locality.errors import DataError, first_line
 
 
 def load_split(config: ml_collections.ConfigDict, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -49,9 +49,8 @@ def _load_tfds(config: ml_collections.ConfigDict, split: str) -> tuple[np.ndarra
             )
         )
     except Exception as e:  # tfds raises many kinds (download, missing builder, checksums).
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(
-            f"dataset {config.dataset}: tfds could not load it ({first_line[:200]}). Offline, "
+            f"dataset {config.dataset}: tfds could not load it ({first_line(e)}). Offline, "
             f"use the local files: --config.data.source=files --config.data.dir=PATH where PATH "
             f"holds {info.files_layout}"
         ) from e
