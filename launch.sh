@@ -36,7 +36,7 @@ ensure_venv() {
 # XLA:CPU takes fresh memory for its temporaries at every step; glibc hands it back to the kernel
 # and the next step pays a page fault per 4 KiB (about 500,000 faults and 1.3 s of kernel time
 # per step of the default ViT on 2 cores). tcmalloc keeps that memory: no faults, and the CPU
-# step goes from about 2.8 s to 2.1 s (benchmarks/README.md). Accelerator steps are unaffected.
+# step goes from about 2.7 s to 2.0 s (benchmarks/README.md). Accelerator steps are unaffected.
 preload_tcmalloc() {
   [[ -z ${LD_PRELOAD:-} ]] || return 0
   local lib
