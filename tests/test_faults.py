@@ -281,3 +281,26 @@ def test_a_full_disk_while_writing_metrics_ends_in_one_line(committed, small_dis
         "are kept: free space and run again to resume"
     )
     assert committed_steps(workdir / "checkpoints") == ["2", "4"]
+
+
+@pytest.mark.parametrize(
+    "error, dropped",
+    [
+        (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), True),
+        (ValueError("RESOURCE_EXHAUSTED: Failed writing [os_error_code='28']"), True),
+        (OSError(errno.EACCES, os.strerror(errno.EACCES)), False),
+        (RuntimeError("a bug of ours"), False),
+    ],
+)
+def test_asyncio_logs_of_failed_writes_are_dropped_and_other_errors_kept(error, dropped):
+    """What the background-save race sometimes logs, whichever way the write failed."""
+    record = logging.getLogger("asyncio").makeRecord(
+        "asyncio",
+        logging.ERROR,
+        __file__,
+        1,
+        "Future exception was never retrieved",
+        (),
+        (type(error), error, None),
+    )
+    assert bool(logging.getLogger("asyncio").filter(record)) is not dropped

@@ -30,15 +30,16 @@ _SAVE_ERRORS = (OSError, ValueError)
 class _DropFailedSaveNoise(logging.Filter):
     """A failed background save is re-raised to `Checkpointer`, which reports it as one line.
     Before that, orbax logs it with a traceback from each of its threads, and asyncio logs
-    every tensorstore write future that failed with it ("Future exception was never
-    retrieved"). These records go; other errors stay."""
+    every write future that ran out of space with it ("Future exception was never retrieved":
+    tensorstore's ValueError or a plain OSError). These records go; other errors stay."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.ERROR:
             return True
         if "orbax" in record.pathname:
             return False
-        return not (record.name == "asyncio" and "os_error_code=" in record.getMessage())
+        failed_write = record.exc_info[1] if record.exc_info else None
+        return not (record.name == "asyncio" and failed_write and out_of_space(failed_write))
 
 
 def _drop_orphaned_callback_errors(unraisable: Any, previous=sys.unraisablehook) -> None:
