@@ -16,21 +16,39 @@ from ml_collections import config_dict
 from vit_locality.data.datasets import DATASETS
 
 PROTOCOLS = ("baseline", "modern")
+_BOOLEANS = {
+    "": True,
+    "1": True,
+    "true": True,
+    "yes": True,
+    "0": False,
+    "false": False,
+    "no": False,
+}
 
 
 def parse_arg(arg: str | None, **defaults: object) -> ml_collections.ConfigDict:
     """`"smoke,seed=3"` -> ConfigDict(smoke=True, seed=3) on top of `defaults`; the type of each
-    value follows its default (bool fields accept 1/0/true/false, a bare name means True)."""
+    value follows its default (bool fields accept 1/0/true/false/yes/no, a bare name means True).
+    Raises ValueError naming the allowed arguments or values."""
     parsed = ml_collections.ConfigDict(dict(defaults))
     for item in filter(None, (arg or "").split(",")):
-        key, _, value = item.partition("=")
+        key, eq, value = item.partition("=")
         if key not in defaults:
-            raise ValueError(f"config argument {key!r} unknown; allowed: {sorted(defaults)}")
+            raise ValueError(f"config argument {key!r} unknown; allowed: {', '.join(defaults)}")
         default = defaults[key]
         if isinstance(default, bool):
-            parsed[key] = value.lower() in ("", "1", "true", "yes")
+            if value.lower() not in _BOOLEANS:
+                raise ValueError(f"config argument {item!r} is not allowed: {key}=1 or {key}=0")
+            parsed[key] = not eq or _BOOLEANS[value.lower()]
         else:
-            parsed[key] = type(default)(value)
+            try:
+                parsed[key] = type(default)(value)
+            except ValueError:
+                kind = type(default).__name__
+                raise ValueError(
+                    f"config argument {item!r} is not allowed: {key}=<{kind}>"
+                ) from None
     return parsed
 
 

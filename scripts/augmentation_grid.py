@@ -14,6 +14,9 @@ from __future__ import annotations
 import argparse
 import pathlib
 
+import vit_locality  # noqa: F401  (sets TensorFlow's environment before its first import)
+
+# isort: split
 import matplotlib
 
 matplotlib.use("Agg")

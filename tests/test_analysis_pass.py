@@ -163,3 +163,15 @@ def test_locality_json_schema_and_scalars(tmp_path):
     assert scalars["locality/entropy_max/layer_01"] == pytest.approx(per_head["entropy"][1].max())
     assert len(scalars) == 2 + 6 * 3
     assert all(isinstance(v, float) for v in scalars.values())
+
+
+def test_a_bfloat16_model_is_analysed_in_float32(cls_case):
+    model, params, images, expected = cls_case
+    bf16 = model.clone(dtype=jnp.bfloat16)
+    mesh = sharding.make_mesh(1)
+    got = analyze_params(bf16, params, images, mean=MEAN, std=STD, mesh=mesh, batch_size=16)
+    assert_metrics_close(got, expected)
+    np.testing.assert_array_equal(
+        centre_attention(bf16, params, images[:2], mean=MEAN, std=STD),
+        centre_attention(model, params, images[:2], mean=MEAN, std=STD),
+    )

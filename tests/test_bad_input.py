@@ -1,15 +1,20 @@
 """The bad-input catalogue of the README ("Bad input and what you see"), as real processes: each
 case exits with status 2, prints the catalogue's one line, and leaves the workdir as it was.
 
+Mistakes in the flags and the config file (FLAG_CASES) are caught while the command line is
+parsed: stderr holds the one line and nothing else, for main, analyze, sweep and report.
+
 Rows covered elsewhere: a corrupt checkpoint and an unwritable workdir (test_faults.py), `analyze`
 and `report` on a directory with no run (test_analyze_cli.py, test_report.py)."""
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 
-from .conftest import CIFAR10_SAMPLE
+from .conftest import CIFAR10_SAMPLE, REPO_ROOT
 from .test_faults import last_line, snapshot
 from .test_train_e2e import run
 
@@ -32,7 +37,13 @@ CONFIG_CASES = [
         ["--config.model.width=33"],
         "config.model.width=33 is not allowed: a multiple of model.num_heads=2",
     ),
-    (["--config.lr=0.0"], "config.lr=0.0 is not allowed: a positive number"),
+    (["--config.lr=0.0"], "config.lr=0.0 is not allowed: a positive finite number"),
+    (["--config.lr=nan"], "config.lr=nan is not allowed: a positive finite number"),
+    (
+        ["--config.grad_clip_norm=inf"],
+        "config.grad_clip_norm=inf is not allowed: a positive finite number",
+    ),
+    (["--config.wd=inf"], "config.wd=inf is not allowed: a number in [0.0, inf)"),
     (["--config.batch_size=0"], "config.batch_size=0 is not allowed: a positive integer"),
     (["--config.total_steps=0"], "config.total_steps=0 is not allowed: a positive integer"),
     (
@@ -44,6 +55,11 @@ CONFIG_CASES = [
         "config.label_smoothing=1.0 is not allowed: a number in [0.0, 1.0)",
     ),
     (["--config.mix.prob=1.5"], "config.mix.prob=1.5 is not allowed: a number in [0.0, 1.0]"),
+    (
+        ["--config.batch_size=8"],
+        "config.batch_size=8 is not allowed: with mixing on (mix.prob > 0), an even number of at "
+        "least 2 images per device: a multiple of 16 for the 8 devices",
+    ),
     (
         ["--config.mix.cutmix_alpha=-1.0"],
         "config.mix.cutmix_alpha=-1.0 is not allowed: a number in [0.0, inf)",
@@ -98,7 +114,103 @@ def test_workdir_of_another_model(tmp_path):
     (workdir / "config.json").write_text(json.dumps(saved))
     before = snapshot(workdir)
     assert last_line(run(workdir)) == (
-        f"error: config.model.depth=2 differs from 3 in {workdir}/config.json; resuming needs "
-        "the same model and dataset: use another --workdir or the saved value"
+        f"error: config.model.depth=2 differs from 3 in {workdir}/config.json; a run resumes "
+        "with the same config apart from data.source, data.dir, log_every_steps, "
+        "eval_every_steps, ckpt_every_steps, kept_checkpoints, analysis.num_images, "
+        "analysis.every_epochs: use another --workdir or the saved values"
     )
     assert snapshot(workdir) == before
+
+
+SMOKE = "--config=configs/cifar10_baseline.py:smoke"
+CONFIGS = ", ".join(
+    f"configs/{name}.py"
+    for name in (
+        "cifar100_ablation",
+        "cifar100_baseline",
+        "cifar100_modern",
+        "cifar10_baseline",
+        "cifar10_modern",
+        "fashion_mnist_baseline",
+        "fashion_mnist_modern",
+        "tiny_imagenet_baseline",
+        "tiny_imagenet_modern",
+    )
+)
+# (module, its arguments, the line after "error: "); W is a workdir that must stay absent.
+FLAG_CASES = [
+    (
+        "main",
+        [SMOKE, "--config.lrr=0.1"],
+        "config.lrr is not a field of configs/cifar10_baseline.py; closest: config.lr",
+    ),
+    (
+        "main",
+        [SMOKE, "--config.model.widht=64"],
+        "config.model.widht is not a field of configs/cifar10_baseline.py; closest: "
+        "config.model.width, config.model.dtype, config.model.depth",
+    ),
+    (
+        "main",
+        ["--config=configs/cifar10_modrn.py"],
+        f"--config=configs/cifar10_modrn.py: no config file configs/cifar10_modrn.py; "
+        f"configs: {CONFIGS}",
+    ),
+    ("main", [], f"--config is required: one of {CONFIGS} (with :ARG for a variant)"),
+    (
+        "main",
+        ["--config=configs/cifar10_baseline.py:smok"],
+        "--config=configs/cifar10_baseline.py:smok: config argument 'smok' unknown; allowed: smoke",
+    ),
+    (
+        "main",
+        ["--config=configs/cifar100_ablation.py:cutmix=2"],
+        "--config=configs/cifar100_ablation.py:cutmix=2: config argument 'cutmix=2' is not "
+        "allowed: cutmix=1 or cutmix=0",
+    ),
+    (
+        "main",
+        [SMOKE, "--config.batch_size=1.5"],
+        "config.batch_size='1.5' is not allowed: an integer",
+    ),
+    (
+        "main",
+        [SMOKE, "--config.aug.flip=maybe"],
+        "config.aug.flip='maybe' is not allowed: True or False",
+    ),
+    (
+        "main",
+        [SMOKE, "--config.model=small"],
+        "config.model='small' is not allowed: one field at a time, e.g. --config.model.FIELD=VALUE",
+    ),
+    (
+        "main",
+        [SMOKE, "--workdirr=W"],
+        "Unknown command line flag 'workdirr'. Did you mean: workdir ?",
+    ),
+    ("analyze", ["--workdir=W", "--step=last"], "--step='last' is not allowed: an integer"),
+    ("analyze", [], "--workdir is required"),
+    (
+        "sweep",
+        ["configs/sweeps/paper.py", "--root=W", "--config.lrr=0.1"],
+        "run cifar10_baseline_seed0: config.lrr is not a field of configs/cifar10_baseline.py; "
+        "closest: config.lr",
+    ),
+    ("report", ["W"], "the following arguments are required: --out"),
+]
+
+
+@pytest.mark.parametrize("module,args,message", FLAG_CASES, ids=lambda c: str(c)[:40])
+def test_bad_command_line(tmp_path, module, args, message):
+    workdir = tmp_path / "W"
+    args = [arg.replace("=W", f"={workdir}") if arg != "W" else str(workdir) for arg in args]
+    if module == "main":
+        args.append(f"--workdir={workdir}")
+    result = subprocess.run(
+        [sys.executable, "-m", f"vit_locality.{module}", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert (result.returncode, result.stderr) == (2, f"error: {message}\n")
+    assert not workdir.exists()

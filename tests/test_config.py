@@ -41,10 +41,10 @@ BAD_VALUES = [
     ("dataset", "imagenet", "config.dataset='imagenet' is not allowed: one of 'cifar10'"),
     ("model.patch_size", 5, "config.model.patch_size=5 is not allowed: a divisor of cifar10's"),
     ("model.width", 100, "config.model.width=100 is not allowed: a multiple of model.num_heads=12"),
-    ("lr", 0.0, "config.lr=0.0 is not allowed: a positive number"),
+    ("lr", 0.0, "config.lr=0.0 is not allowed: a positive finite number"),
     ("batch_size", -8, "config.batch_size=-8 is not allowed: a positive integer"),
     ("batch_size", 100, "config.batch_size=100 is not allowed: a multiple of the device count 8"),
-    ("total_epochs", 0.0, "config.total_epochs=0.0 is not allowed: a positive number"),
+    ("total_epochs", 0.0, "config.total_epochs=0.0 is not allowed: a positive finite number"),
     ("label_smoothing", 1.0, "config.label_smoothing=1.0 is not allowed: a number in [0.0, 1.0)"),
     ("mix.prob", 1.5, "config.mix.prob=1.5 is not allowed: a number in [0.0, 1.0]"),
     ("mix.cutmix_alpha", -1.0, "config.mix.cutmix_alpha=-1.0 is not allowed"),
@@ -84,16 +84,65 @@ def test_resuming_with_another_model_is_refused():
     config.model.depth = 6
     with pytest.raises(ConfigError, match=r"config.model.depth=6 differs from 9 in runs/x"):
         check_resumable(saved, config, "runs/x")
-    config.model.depth = 9
-    config.lr = 3e-4  # not shape-changing: allowed
+
+
+def test_resuming_under_another_protocol_or_schedule_is_refused_naming_every_field():
+    saved = common.experiment("cifar10", "baseline", None).to_dict()
+    config = common.experiment("cifar10", "modern", None)
+    config.lr, config.seed, config.total_epochs = 3e-4, 1, 200.0
+    with pytest.raises(ConfigError) as error:
+        check_resumable(saved, config, "runs/x")
+    named = [part.split("=")[0] for part in str(error.value).split(" in runs/x")[0].split(", ")]
+    assert named == [
+        "config.aug.autoaugment",
+        "config.label_smoothing",
+        "config.lr",
+        "config.mix.cutmix_alpha",
+        "config.mix.prob",
+        "config.protocol",
+        "config.seed",
+        "config.total_epochs",
+    ]
+
+
+def test_resuming_with_other_bookkeeping_or_data_location_is_allowed():
+    saved = common.experiment("cifar10", "modern", None).to_dict()
+    del saved["aug"]["random_erasing"]  # a run from before the field existed
+    config = common.experiment("cifar10", "modern", None)
+    config.data.source, config.data.dir = "files", "/elsewhere/cifar-10-batches-bin"
+    config.log_every_steps, config.eval_every_steps, config.ckpt_every_steps = 10, 100, 500
+    config.kept_checkpoints, config.analysis.num_images, config.analysis.every_epochs = 1, 64, 1.0
     check_resumable(saved, config, "runs/x")
+
+
+@pytest.mark.parametrize("batch_size,devices", [(8, 8), (24, 8), (3, 1)])
+def test_mixing_needs_an_even_shard_of_at_least_two_images(batch_size, devices):
+    config = common.experiment("cifar10", "modern", None)
+    config.batch_size = batch_size
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, num_devices=devices)
+    assert str(error.value) == (
+        f"config.batch_size={batch_size} is not allowed: with mixing on (mix.prob > 0), an even "
+        f"number of at least 2 images per device: a multiple of {2 * devices} for the {devices} "
+        "devices"
+    )
+    config.mix.prob = 0.0  # without mixing, any multiple of the device count
+    validate_config(config, num_devices=devices)
 
 
 def test_config_argument_parsing():
     assert common.parse_arg("smoke", smoke=False).smoke is True
     assert common.parse_arg(None, smoke=False).smoke is False
-    with pytest.raises(ValueError, match="config argument 'fast' unknown"):
+    assert common.parse_arg("smoke=0,seed=3", smoke=True, seed=0).to_dict() == {
+        "smoke": False,
+        "seed": 3,
+    }
+    with pytest.raises(ValueError, match="config argument 'fast' unknown; allowed: smoke$"):
         common.parse_arg("fast", smoke=False)
+    with pytest.raises(ValueError, match="'smoke=2' is not allowed: smoke=1 or smoke=0$"):
+        common.parse_arg("smoke=2", smoke=False)
+    with pytest.raises(ValueError, match="'seed=x' is not allowed: seed=<int>$"):
+        common.parse_arg("seed=x", seed=0)
 
 
 def test_default_workdir():

@@ -1,6 +1,9 @@
 """Data: the official-file readers, the eval input, and the step-indexed tf.data train input."""
 
 import gzip
+import os
+import subprocess
+import sys
 
 import ml_collections
 import numpy as np
@@ -10,7 +13,7 @@ from vit_locality.data import files
 from vit_locality.data.eval_input import eval_batches
 from vit_locality.errors import DataError
 
-from .conftest import CIFAR100_SAMPLE, FASHION_MNIST
+from .conftest import CIFAR100_SAMPLE, FASHION_MNIST, REPO_ROOT
 
 
 def test_cifar10_reader_matches_the_record_layout(cifar10_dir):
@@ -167,3 +170,22 @@ def test_crop_and_flip_semantics():
             padded = np.pad(images[label], ((4, 4), (4, 4), (0, 0)))
             windows = [padded[y : y + 8, x : x + 8] for y in range(9) for x in range(9)]
             assert any(np.array_equal(image, w) for w in windows)
+
+
+def test_the_tensorflow_input_path_writes_nothing_to_stderr():
+    """TensorFlow prints two lines at import on CPUs with AVX512_BF16 (oneDNN's custom operations)
+    unless the package has set its environment first; errors must stay one line on any CPU."""
+    script = (
+        "import ml_collections, numpy as np\n"
+        "from vit_locality.data.augment import make_train_augment\n"
+        "aug = ml_collections.ConfigDict(\n"
+        "    dict(crop_padding=4, flip=True, autoaugment=True, color_jitter=0.4))\n"
+        "image = np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3)\n"
+        "out = make_train_augment(aug)(image, np.array([0, 1], np.int64))\n"
+        "print(out.shape, out.dtype.name)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
+    assert (out.stderr, out.stdout) == ("", "(32, 32, 3) uint8\n")

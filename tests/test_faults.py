@@ -49,6 +49,14 @@ def tiny_config(total_steps: int, **overrides):
     return config
 
 
+# The CLI's TINY run (test_train_e2e.py) with the committed fixture's schedule: it resumes it.
+RESUME = (
+    "--config.total_steps=8",
+    "--config.ckpt_every_steps=2",
+    "--config.warmup_epochs=0",
+)
+
+
 def test_train_step_compiles_once_and_moves_nothing_implicitly(committed):
     """The loop's step runs under `jax.transfer_guard("disallow")`: the run finishing shows no
     implicit transfer; jax_log_compiles shows one compilation of the step for all its steps."""
@@ -114,12 +122,15 @@ def step_compiles(messages: list[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def committed(tmp_path_factory):
-    """A finished 4-step run of the TINY model with checkpoints at steps 2 and 4, and the
-    compilation messages it logged."""
+    """An 8-step run of the TINY model killed after step 4: checkpoints at steps 2 and 4 (those
+    of steps 6 and 8 removed), and the compilation messages its training logged."""
     workdir = tmp_path_factory.mktemp("runs") / "committed"
+    config = tiny_config(8, ckpt_every_steps=2, kept_checkpoints=4)
     with logged_compiles() as messages:
-        result = train.train_and_evaluate(tiny_config(4, ckpt_every_steps=2), str(workdir))
-    assert result["step"] == 4
+        result = train.train_and_evaluate(config, str(workdir))
+    assert result["step"] == 8
+    for step in ("6", "8"):
+        shutil.rmtree(workdir / "checkpoints" / step)
     return workdir, messages
 
 
@@ -150,7 +161,7 @@ def test_corrupt_checkpoint_fails_naming_it_and_leaves_it_untouched(copied):
         if path.is_file():
             path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     before = snapshot(copied)
-    line = last_line(run(copied))
+    line = last_line(run(copied, *RESUME))
     checkpoint = copied / "checkpoints" / "4"
     assert line.startswith(f"error: checkpoint {checkpoint} cannot be restored (")
     assert line.endswith(
@@ -162,10 +173,10 @@ def test_corrupt_checkpoint_fails_naming_it_and_leaves_it_untouched(copied):
 def test_half_written_checkpoint_is_never_restored(copied, capsys):
     checkpoints = copied / "checkpoints"
     (checkpoints / "4").rename(checkpoints / "4.orbax-checkpoint-tmp-1700000000")
-    result = train.train_and_evaluate(tiny_config(4, ckpt_every_steps=2), str(copied))
-    assert f"Resuming {copied} from step 2/4" in capsys.readouterr().out
-    assert result["step"] == 4
-    assert ocp.CheckpointManager(checkpoints).latest_step() == 4
+    result = train.train_and_evaluate(tiny_config(8, ckpt_every_steps=2), str(copied))
+    assert f"Resuming {copied} from step 2/8" in capsys.readouterr().out
+    assert result["step"] == 8
+    assert ocp.CheckpointManager(checkpoints).latest_step() == 8
 
 
 def test_full_disk_stops_with_one_line_and_keeps_the_last_checkpoint(copied, monkeypatch):
@@ -174,7 +185,7 @@ def test_full_disk_stops_with_one_line_and_keeps_the_last_checkpoint(copied, mon
 
     monkeypatch.setattr(ocp.CheckpointManager, "save", no_space)
     with pytest.raises(UserError) as e:
-        train.train_and_evaluate(tiny_config(6, ckpt_every_steps=2), str(copied))
+        train.train_and_evaluate(tiny_config(8, ckpt_every_steps=2), str(copied))
     assert str(e.value) == (
         f"saving a checkpoint in {copied / 'checkpoints'} failed (No space left on device); the "
         "last committed one (step 4) is kept: free space and run again to resume"
@@ -202,14 +213,6 @@ def fill(disk, leave_bytes: int):
     (disk / "filler").write_bytes(bytes(shutil.disk_usage(disk).free - leave_bytes))
 
 
-# The CLI's TINY run (test_train_e2e.py) on the committed fixture's schedule, up to step 6.
-RESUME_TO_STEP_6 = (
-    "--config.total_steps=6",
-    "--config.ckpt_every_steps=2",
-    "--config.warmup_epochs=0",
-)
-
-
 def committed_steps(checkpoints):
     return sorted(p.name for p in checkpoints.iterdir() if p.name.isdigit())
 
@@ -220,7 +223,7 @@ def test_a_save_that_cannot_fit_is_refused_before_it_starts(committed, small_dis
     workdir = small_disk / "run"
     shutil.copytree(committed[0], workdir)
     fill(small_disk, leave_bytes=256 * 1024)
-    result = run(workdir, *RESUME_TO_STEP_6)
+    result = run(workdir, *RESUME)
     checkpoints = workdir / "checkpoints"
     assert re.fullmatch(
         rf"error: saving a checkpoint in {checkpoints} needs up to [\d.]+ MiB but 0\.\d MiB are "
@@ -249,7 +252,7 @@ def test_a_disk_that_fills_during_a_background_save_ends_in_one_line_and_resumes
     workdir = small_disk / "run"
     shutil.copytree(committed[0], workdir)
     fill(small_disk, leave_bytes=64 * 1024)
-    main_args = command(workdir, *RESUME_TO_STEP_6, "--config.total_steps=8")[3:]
+    main_args = command(workdir, *RESUME)[3:]
     result = subprocess.run(
         [sys.executable, "-c", FOOLED_ROOM_CHECK, "vit_locality.main", *main_args],
         cwd=REPO_ROOT,
@@ -275,7 +278,7 @@ def test_a_full_disk_while_writing_metrics_ends_in_one_line(committed, small_dis
     workdir = small_disk / "run"
     shutil.copytree(committed[0], workdir)
     fill(small_disk, leave_bytes=0)
-    result = run(workdir, *RESUME_TO_STEP_6)
+    result = run(workdir, *RESUME)
     assert last_line(result) == (
         f"error: writing to {workdir} failed (No space left on device); committed checkpoints "
         "are kept: free space and run again to resume"

@@ -24,14 +24,19 @@ def distinct_images(batch=8, size=16):
     )
 
 
+def numpy_rand_bbox(cy: int, cx: int, lam: float, size: int) -> tuple[int, int, int, int]:
+    """timm 1.0.31's `timm.data.mixup.rand_bbox` (margin 0) around a given centre."""
+    cut = int(size * np.sqrt(1 - lam))
+    yl, yh = np.clip(cy - cut // 2, 0, size), np.clip(cy + (cut + 1) // 2, 0, size)
+    xl, xh = np.clip(cx - cut // 2, 0, size), np.clip(cx + (cut + 1) // 2, 0, size)
+    return int(yl), int(yh), int(xl), int(xh)
+
+
 def numpy_cutmix_lam(rng: np.random.Generator, alpha: float, size: int) -> float:
     """timm.data.mixup: lam ~ Beta, rand_bbox with margin 0, correct_lam from the clipped box."""
     lam = rng.beta(alpha, alpha)
-    cut_rat = np.sqrt(1 - lam)
-    cut_h, cut_w = int(size * cut_rat), int(size * cut_rat)
     cy, cx = rng.integers(0, size), rng.integers(0, size)
-    yl, yh = np.clip(cy - cut_h // 2, 0, size), np.clip(cy + cut_h // 2, 0, size)
-    xl, xh = np.clip(cx - cut_w // 2, 0, size), np.clip(cx + cut_w // 2, 0, size)
+    yl, yh, xl, xh = numpy_rand_bbox(cy, cx, lam, size)
     return 1.0 - (yh - yl) * (xh - xl) / float(size * size)
 
 
@@ -113,6 +118,31 @@ def test_cutmix_lam_distribution_matches_numpy_port_of_timm(alpha):
     assert ks_statistic(ours, reference) < 0.044
     assert ours.mean() == pytest.approx(reference.mean(), abs=0.02)
     assert (ours == 1.0).mean() == pytest.approx((reference == 1.0).mean(), abs=0.02)
+
+
+def test_cutmix_box_is_timms_at_every_centre_and_side():
+    size = 32
+    lams = np.float32(1.0) - (np.arange(size + 1, dtype=np.float32) / size) ** 2  # every side
+    lams = np.concatenate([lams, np.linspace(0.0, 1.0, 37, dtype=np.float32)])
+    cy, cx, lam = np.meshgrid(np.arange(size), np.arange(size), lams, indexing="ij")
+    cy, cx, lam = cy.ravel(), cx.ravel(), lam.ravel()
+    ours = np.stack(jax.jit(mixing.box_at, static_argnums=(3, 4))(cy, cx, lam, size, size), -1)
+    reference = [numpy_rand_bbox(*args, size) for args in zip(cy, cx, lam, strict=True)]
+    np.testing.assert_array_equal(ours, np.array(reference))
+    assert ((ours[:, 1] - ours[:, 0]) % 2 == 1).any()  # odd sides are pasted whole
+
+
+def test_cutmix_mean_pasted_area_is_timms():
+    """Beta(1, 1) at 32 px: timm 1.0's box law pastes 0.310 of the image on average (the
+    always-even sides of older ports paste 0.299)."""
+    size, n = 32, 100_000
+    images, targets = jnp.zeros((2, size, size, 1)), jnp.zeros((2, 10))
+    keys = jax.random.split(jax.random.key(2), n)
+    ours = np.asarray(jax.vmap(lambda k: mix(k, images, targets, CUTMIX)[2]["lam"])(keys))
+    rng = np.random.default_rng(0)
+    reference = np.array([numpy_cutmix_lam(rng, 1.0, size) for _ in range(n)])
+    assert 1 - reference.mean() == pytest.approx(0.310, abs=0.002)
+    assert 1 - ours.mean() == pytest.approx(1 - reference.mean(), abs=0.003)
 
 
 def test_mixup_blends_with_partner():

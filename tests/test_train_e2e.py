@@ -144,7 +144,7 @@ def test_bad_config_exits_2_with_one_line_and_no_workdir(tmp_path):
     result = run(workdir, "--config.lr=-1.0")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
-        "error: config.lr=-1.0 is not allowed: a positive number"
+        "error: config.lr=-1.0 is not allowed: a positive finite number"
     )
     assert not workdir.exists()
 

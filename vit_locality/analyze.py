@@ -13,7 +13,6 @@ compute and without changing anything.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import sys
 from typing import Any
@@ -26,6 +25,7 @@ from absl import app, flags, logging
 from vit_locality import checkpointing, sharding
 from vit_locality import step as step_lib
 from vit_locality.analysis.results import analyze_and_write, format_table, write_training_curves
+from vit_locality.cli import parse_flags
 from vit_locality.data.datasets import DATASETS
 from vit_locality.data.sources import load_split
 from vit_locality.errors import UserError
@@ -139,7 +139,6 @@ def analyze_run(
 
 def main(argv: list[str]) -> None:
     del argv
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before tfds may import TensorFlow
     logging.set_verbosity(logging.WARNING)  # orbax logs at INFO
     try:
         record = analyze_run(
@@ -153,4 +152,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

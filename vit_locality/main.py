@@ -2,23 +2,22 @@
 [--config.field=value ...]`.
 
 `--workdir` defaults to `runs/<config name>[_<arg>]`; running again with the same workdir
-resumes. Bad input (a config value, a data directory, a workdir that holds another model)
-prints one line and exits with status 2 before any compute; so does a disk that fills up during
-the run, whatever was being written (committed checkpoints are kept).
+resumes. Bad input (a flag; a config file, argument, field or value; a data directory; a
+workdir that holds another model) prints one line and exits with status 2 before any compute;
+so does a disk that fills up during the run, whatever was being written (committed checkpoints
+are kept).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app, flags, logging
+from ml_collections import config_flags
 
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from vit_locality.errors import UserError, out_of_space  # noqa: E402
-from vit_locality.workdir import default_workdir  # noqa: E402
+from vit_locality.cli import parse_flags
+from vit_locality.errors import UserError, out_of_space
+from vit_locality.workdir import default_workdir
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/X.py:smoke.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default runs/<config>[_<arg>]).")
@@ -58,4 +57,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

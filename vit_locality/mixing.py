@@ -6,8 +6,9 @@ Semantics (timm's `Mixup` in "batch" mode, torchvision v2's CutMix box law; DESI
 - With both alphas > 0, CutMix is chosen with probability `switch_prob`, else Mixup.
 - `lam ~ Beta(alpha, alpha)`, one value per batch.
 - CutMix box: side `int(H * sqrt(1 - lam))` (and likewise for W); centre uniform over the image;
-  the box spans `[c - side // 2, c + side // 2)` clipped to the image (timm's `rand_bbox`); the
-  partner's pixels are pasted into it and `lam` is corrected to `1 - box_area / (H * W)`.
+  the box spans `[c - side // 2, c + (side + 1) // 2)` clipped to the image (timm 1.0's
+  `rand_bbox`); the partner's pixels are pasted into it and `lam` is corrected to
+  `1 - box_area / (H * W)`.
 - Mixup: `lam * x + (1 - lam) * x_partner`.
 - Partner: the batch reversed within each device's shard (`num_shards` = devices on the mesh), so
   pairing never crosses devices and needs no communication.
@@ -49,19 +50,28 @@ def reverse_within_shards(x: jax.Array, num_shards: int) -> jax.Array:
     return shards[:, ::-1].reshape(x.shape)
 
 
-def sample_box(
-    rng: jax.Array, lam: jax.Array, height: int, width: int
+def box_at(
+    cy: jax.Array, cx: jax.Array, lam: jax.Array, height: int, width: int
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """timm's `rand_bbox`: returns int32 scalars (y0, y1, x0, x1), a half-open, clipped box."""
+    """timm 1.0's `rand_bbox` around centre (cy, cx): sides `int(H * sqrt(1 - lam))` (and W),
+    spanning `[c - side // 2, c + (side + 1) // 2)`, clipped to the image. int32 (y0, y1, x0, x1),
+    half-open."""
     cut_ratio = jnp.sqrt(1.0 - lam)
     cut_h = (height * cut_ratio).astype(jnp.int32)
     cut_w = (width * cut_ratio).astype(jnp.int32)
+    y0, y1 = jnp.clip(cy - cut_h // 2, 0, height), jnp.clip(cy + (cut_h + 1) // 2, 0, height)
+    x0, x1 = jnp.clip(cx - cut_w // 2, 0, width), jnp.clip(cx + (cut_w + 1) // 2, 0, width)
+    return y0, y1, x0, x1
+
+
+def sample_box(
+    rng: jax.Array, lam: jax.Array, height: int, width: int
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """`box_at` a centre drawn uniformly over the image's pixels."""
     rng_y, rng_x = jax.random.split(rng)
     cy = jax.random.randint(rng_y, (), 0, height)
     cx = jax.random.randint(rng_x, (), 0, width)
-    y0, y1 = jnp.clip(cy - cut_h // 2, 0, height), jnp.clip(cy + cut_h // 2, 0, height)
-    x0, x1 = jnp.clip(cx - cut_w // 2, 0, width), jnp.clip(cx + cut_w // 2, 0, width)
-    return y0, y1, x0, x1
+    return box_at(cy, cx, lam, height, width)
 
 
 def cutmix(

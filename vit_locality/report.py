@@ -22,7 +22,6 @@ the `protocol` label) form one group, shown as mean ± sample std over the seeds
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -34,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from vit_locality.cli import ArgumentParser
 from vit_locality.errors import UserError
 from vit_locality.metrics import read_metrics
 from vit_locality.sweep import final_step
@@ -621,7 +621,7 @@ def write_report(paths: Sequence[str | pathlib.Path], out: str | pathlib.Path) -
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vit_locality.report", allow_abbrev=False)
+    parser = ArgumentParser(prog="python -m vit_locality.report", allow_abbrev=False)
     parser.add_argument("run_dirs", nargs="+", help="run workdirs or directories of them")
     parser.add_argument("--out", required=True, help="where report.md and the figures go")
     args = parser.parse_args(argv)

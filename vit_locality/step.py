@@ -2,7 +2,7 @@
 
 The train step receives uint8 images straight from the input pipeline and does, on the device:
 normalization, random erasing, label smoothing, CutMix/Mixup, forward, backward and the AdamW
-update. Its randomness is `fold_in(key(seed), step)`, a function of the step alone, so a resumed
+update. Its randomness is `rng.step_keys(seed, step)`, a function of the step alone, so a resumed
 run draws exactly what an uninterrupted one would.
 """
 
@@ -21,18 +21,11 @@ from flax.training import train_state
 from jax.sharding import Mesh
 
 from vit_locality import erasing as erasing_lib
-from vit_locality import mixing, sharding
+from vit_locality import mixing, rng, sharding
 from vit_locality.data.datasets import DATASETS
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
-
-_INIT_STREAM, _STEP_STREAM = 0, 1
-
-
-def stream_key(seed: int, stream: int) -> jax.Array:
-    """Independent PRNG streams of one seed: parameter init and the per-step draws."""
-    return jax.random.fold_in(jax.random.key(seed), stream)
 
 
 class TrainState(train_state.TrainState):
@@ -67,7 +60,7 @@ def create_train_state(
 ) -> TrainState:
     """Fresh parameters from `key(seed)`; `image_shape` is (H, W, C). Jit it with out_shardings."""
     dummy = jnp.zeros((1, *image_shape), jnp.float32)
-    params = model.init(stream_key(seed, _INIT_STREAM), dummy)["params"]
+    params = model.init(rng.init_key(seed), dummy)["params"]
     return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
 
@@ -94,16 +87,16 @@ def make_train_step(
     """The (unjitted) step: `(state, {"image": uint8 [B,H,W,C], "label": int [B]}) ->
     (state, {"loss", "grad_norm", "lr", "lam"})`; `loss` is the mean over the batch of the soft-
     target cross-entropy, `lr` the rate the update used. `erasing` (None = off) erases boxes of
-    the normalized images before mixing, with its own key `fold_in(rng, 1)`, so mixing draws
-    the same numbers with erasing on or off."""
+    the normalized images before mixing, with its own key, so mixing draws the same numbers with
+    erasing on or off."""
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
-        rng = jax.random.fold_in(stream_key(seed, _STEP_STREAM), state.step)
+        keys = rng.step_keys(seed, state.step)
         images = normalize(batch["image"], mean, std)
         if erasing is not None:
-            images = erasing_lib.random_erasing(jax.random.fold_in(rng, 1), images, erasing)
+            images = erasing_lib.random_erasing(keys["erase"], images, erasing)
         targets = mixing.smooth_labels(batch["label"], num_classes, label_smoothing)
-        images, targets, mix_info = mixing.mix_batch(rng, images, targets, mix, num_shards)
+        images, targets, mix_info = mixing.mix_batch(keys["mix"], images, targets, mix, num_shards)
 
         def loss_fn(params: Any) -> jax.Array:
             logits, _ = model.apply({"params": params}, images)

@@ -20,10 +20,10 @@ A run is **finished** when `metrics.jsonl` in its workdir holds an eval row (`va
 run's final step: `total_steps` when the resolved config sets it, else
 `round(total_epochs * steps_per_epoch)` with steps per epoch read off the run's own rows
 (`step / epoch`). Finished runs are skipped without starting a process; any other run is started,
-and `vit_locality.main` resumes it from its latest checkpoint. The final step comes from the
-config the sweep asks for now, so raising `--config.total_steps` continues finished runs. A
-finished run whose `locality.json` is not of its final step (killed during the final analysis)
-is reported with the `vit_locality.analyze` command that writes it.
+and `vit_locality.main` resumes it from its latest checkpoint (with the same config: a run never
+continues under another protocol or schedule). A finished run whose `locality.json` is not of
+its final step (killed during the final analysis) is reported with the `vit_locality.analyze`
+command that writes it.
 
 Every config is resolved before anything runs: a sweep file or override that does not load is a
 one-line `error:` and exit 2. A run that exits nonzero (or stops before its final step) is
@@ -45,14 +45,12 @@ import shlex
 import signal
 import subprocess
 import sys
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
-from absl import flags
-from ml_collections import config_flags
 
+from vit_locality.cli import ArgumentParser, load_config
 from vit_locality.errors import UserError
 from vit_locality.metrics import read_metrics
 
@@ -142,21 +140,10 @@ def expand(
 
 def resolve_config(run: Run) -> ml_collections.ConfigDict:
     """The config `vit_locality.main` will train `run` with (file, argument and overrides)."""
-    argv = ["sweep", f"--config={run.config}"]
-    argv += [f"--config.{field}={value}" for field, value in run.overrides.items()]
-    flag_values = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, sys_argv=argv)
     try:
-        with warnings.catch_warnings():  # ml_collections loads config files with load_module()
-            warnings.simplefilter("ignore", DeprecationWarning)
-            flag_values(argv)
-            return flag_values.config
-    except Exception as e:  # absl and ml_collections raise many kinds; report the last line
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        message = lines[-1] if lines else type(e).__name__
-        if isinstance(e, AttributeError | KeyError):
-            message = "unknown config field " + message.strip("\"'")
-        raise UserError(f"run {run.name}: {run.config}: {message}") from e
+        return load_config(run.config, run.overrides)
+    except UserError as e:
+        raise UserError(f"run {run.name}: {e}") from e
 
 
 def final_step(config: Mapping[str, Any], rows: list[dict[str, Any]]) -> int | None:
@@ -249,15 +236,9 @@ def run_all(runs: list[Run], configs: list[ml_collections.ConfigDict], root: pat
     return 0 if done == len(runs) else 1
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line and exit 2, like vit_locality.main
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
     """Sweep flags and the global `--config.field=value` overrides (field -> value text)."""
-    parser = _ArgumentParser(prog="python -m vit_locality.sweep", allow_abbrev=False)
+    parser = ArgumentParser(prog="python -m vit_locality.sweep", allow_abbrev=False)
     parser.add_argument("sweep_file", help="a Python file with get_sweep()")
     parser.add_argument("--root", required=True, help="run i trains in ROOT/<name_i>")
     parser.add_argument("--seeds", type=int, help="seeds 0..N-1 per run (default: SEEDS or 1)")

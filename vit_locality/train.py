@@ -179,7 +179,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     start_step = ckpt.latest_step() or 0
     if start_step:
         state, _ = ckpt.restore(start_step, state)
-        print(f"Resuming {workdir} from step {start_step}/{sched.total_steps}", flush=True)
+        if is_writer:
+            print(f"Resuming {workdir} from step {start_step}/{sched.total_steps}", flush=True)
 
     # ------------------------------------------------------------------ Workdir
     # Written after the restore, so a checkpoint that cannot be read leaves the workdir untouched.
@@ -202,10 +203,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if info.num_classes <= 10:
             results.pop("val/prec@5")
         writer.write(step_num, {"epoch": step_num / sched.steps_per_epoch, **results})
-        print(
-            f"eval at step {step_num}: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()),
-            flush=True,
-        )
+        if is_writer:
+            print(
+                f"eval at step {step_num}: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in results.items()),
+                flush=True,
+            )
         return results
 
     def run_analysis(step_num: int) -> None:
@@ -277,7 +280,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 save(step_num)
             if preempted:
                 ckpt.wait()
-                print(f"SIGTERM: saved step {step_num}; resume by running again", flush=True)
+                if is_writer:
+                    print(f"SIGTERM: saved step {step_num}; resume by running again", flush=True)
                 return {"step": step_num, "preempted": True}
             if step_num % sched.eval_every_steps == 0 or is_last:
                 results = run_eval(step_num)
@@ -289,6 +293,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         stop.restore()
         ckpt.close()
         writer.close()
-    if step_num == start_step and start_step == sched.total_steps:
+    if is_writer and step_num == start_step and start_step == sched.total_steps:
         print(f"{workdir} is already trained ({start_step} steps)", flush=True)
     return {"step": step_num, **results}

@@ -3,8 +3,10 @@ the field, the value and what is allowed."""
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
+from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
@@ -14,16 +16,17 @@ from vit_locality.data.datasets import DATASETS
 from vit_locality.errors import ConfigError, UserError
 from vit_locality.models import DTYPES
 
-# Fields that change the shapes of the parameters or the data: a workdir's saved config must
-# agree with the new one on these before a run resumes from it.
-SHAPE_FIELDS = (
-    "dataset",
-    "model.patch_size",
-    "model.width",
-    "model.depth",
-    "model.num_heads",
-    "model.mlp_dim",
-    "model.pool",
+# Fields a run may change when it resumes: bookkeeping, the analysis, where the data is read
+# from. Any other difference would continue the run under another protocol or schedule.
+RESUMABLE_CHANGES = (
+    "data.source",
+    "data.dir",
+    "log_every_steps",
+    "eval_every_steps",
+    "ckpt_every_steps",
+    "kept_checkpoints",
+    "analysis.num_images",
+    "analysis.every_epochs",
 )
 
 
@@ -48,8 +51,8 @@ def _check_choice(config: ml_collections.ConfigDict, field: str, choices: tuple)
 def _check_positive(config: ml_collections.ConfigDict, field: str, integer: bool) -> None:
     value = get_field(config, field)
     kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
-        _fail(field, value, f"a positive {'integer' if integer else 'number'}")
+    if isinstance(value, bool) or not isinstance(value, kind) or not 0 < value < math.inf:
+        _fail(field, value, f"a positive {'integer' if integer else 'finite number'}")
 
 
 def _check_range(
@@ -116,6 +119,16 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
         _check_range(config, field, 0.0, float("inf"), high_open=True)
     if config.mix.prob > 0 and config.mix.cutmix_alpha == 0 and config.mix.mixup_alpha == 0:
         _fail("mix.prob", config.mix.prob, "0 when mix.cutmix_alpha and mix.mixup_alpha are 0")
+    # Mixing partners are each device's shard reversed: an odd or 1-image shard pairs an image
+    # with itself.
+    per_device = config.batch_size // num_devices
+    if config.mix.prob > 0 and (per_device < 2 or per_device % 2):
+        _fail(
+            "batch_size",
+            config.batch_size,
+            f"with mixing on (mix.prob > 0), an even number of at least 2 images per device: "
+            f"a multiple of {2 * num_devices} for the {num_devices} devices",
+        )
     _check_range(config, "label_smoothing", 0.0, 1.0, high_open=True)
 
     for field in ("log_every_steps", "ckpt_every_steps", "kept_checkpoints"):
@@ -126,15 +139,30 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
     _check_positive(config, "analysis.every_epochs", integer=False)
 
 
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
 def check_resumable(saved: dict, config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Raises ConfigError when the workdir's saved config differs in a shape-changing field."""
-    for field in SHAPE_FIELDS:
-        old, new = get_field(saved, field), get_field(config, field)
-        if old != new:
-            raise ConfigError(
-                f"config.{field}={new!r} differs from {old!r} in {workdir}/config.json; resuming "
-                f"needs the same model and dataset: use another --workdir or the saved value"
-            )
+    """Raises ConfigError naming every field, outside RESUMABLE_CHANGES, whose value differs
+    from the workdir's saved config (fields the saved config predates are not compared)."""
+    old, new = _flatten(saved), _flatten(config.to_dict())
+    differing = [
+        f"config.{field}={new[field]!r} differs from {old[field]!r}"
+        for field in sorted(new)
+        if field in old and field not in RESUMABLE_CHANGES and old[field] != new[field]
+    ]
+    if differing:
+        raise ConfigError(
+            f"{', '.join(differing)} in {workdir}/config.json; a run resumes with the same config "
+            f"apart from {', '.join(RESUMABLE_CHANGES)}: use another --workdir or the saved values"
+        )
 
 
 def check_workdir(workdir: pathlib.Path) -> None:

@@ -37,6 +37,12 @@ def patch_grid(model: ViT, image_size: int | tuple[int, int]) -> tuple[int, int]
     return height // model.patch_size, width // model.patch_size
 
 
+def in_float32(model: ViT) -> ViT:
+    """`model` computing in float32: attention is analysed in float32 whatever the run trained in
+    (a bfloat16 q.k would shift every metric by bfloat16's rounding)."""
+    return model.clone(dtype=jnp.float32)
+
+
 @functools.lru_cache(maxsize=8)
 def make_locality_pass(
     model: ViT, mean: tuple[float, ...], std: tuple[float, ...]
@@ -47,7 +53,8 @@ def make_locality_pass(
     once per input shape.
 
     Args:
-      model: the ViT; its `patch_size` and `num_prefix_tokens` define the token grid.
+      model: the ViT; its `patch_size` and `num_prefix_tokens` define the token grid. It runs in
+        float32 whatever its `dtype`.
       mean, std: the dataset's per-channel statistics in [0, 1] units (`DATASETS[name].mean`).
 
     Returns:
@@ -79,7 +86,7 @@ def make_locality_pass(
             _, (sums, counts) = jax.lax.scan(head, None, jnp.arange(probs.shape[1]))
             return {k: v[:, 0] for k, v in sums.items()}, counts[0]  # [H] each; count scalar
 
-        _, out = model.apply(
+        _, out = in_float32(model).apply(
             {"params": params}, normalize(images, mean, std), reduce_attention=reduce_layer
         )
         per_layer = out["attention_reduced"]  # depth x (sums {name: [H]}, count)
@@ -158,7 +165,7 @@ def _query_attention(
         row = probs[:, :, query, p:]  # [B, H, N]: the centre patch's attention over patches
         return row / jnp.maximum(row.sum(-1, keepdims=True), jnp.finfo(jnp.float32).tiny)
 
-    _, out = model.apply(
+    _, out = in_float32(model).apply(
         {"params": params}, normalize(images, mean, std), reduce_attention=centre_row
     )
     return out["attention_reduced"][layer].reshape(images.shape[0], -1, gh, gw)
@@ -173,7 +180,8 @@ def centre_attention(
     std: tuple[float, ...],
     layer: int = 0,
 ) -> np.ndarray:
-    """One layer's attention of the centre patch query, for a few images (for figures).
+    """One layer's attention of the centre patch query, for a few images (for figures), computed
+    in float32.
 
     The query is the patch at grid cell `(gh // 2, gw // 2)`; its attention over the patch keys
     is renormalized to sum to 1 (the `At` of the locality definitions).

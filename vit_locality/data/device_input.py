@@ -17,9 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from vit_locality import sharding
-
-_PERMUTATION_STREAM, _AUGMENT_STREAM = 0, 1
+from vit_locality import rng, sharding
 
 
 def pad_crop_flip(key: jax.Array, image: jax.Array, padding: int, flip: bool) -> jax.Array:
@@ -40,16 +38,13 @@ def make_batch_fn(
 ):
     """`(images [N,H,W,C], labels [N], step) -> {"image": [B,H,W,C], "label": [B]}`, jittable."""
     steps_per_epoch = num_examples // global_batch_size
-    base = jax.random.key(seed)
 
     def batch_fn(images: jax.Array, labels: jax.Array, step: jax.Array) -> dict[str, jax.Array]:
         epoch, within = step // steps_per_epoch, step % steps_per_epoch
-        perm_key = jax.random.fold_in(jax.random.fold_in(base, _PERMUTATION_STREAM), epoch)
-        order = jax.random.permutation(perm_key, num_examples)
+        order = jax.random.permutation(rng.permutation_key(seed, epoch), num_examples)
         rows = jax.lax.dynamic_slice(order, (within * global_batch_size,), (global_batch_size,))
         positions = step * global_batch_size + jnp.arange(global_batch_size)
-        aug_base = jax.random.fold_in(base, _AUGMENT_STREAM)
-        keys = jax.vmap(lambda p: jax.random.fold_in(aug_base, p))(positions)
+        keys = jax.vmap(lambda p: rng.augment_key(seed, p))(positions)
         augmented = jax.vmap(lambda k, x: pad_crop_flip(k, x, padding, flip))(keys, images[rows])
         return {"image": augmented, "label": labels[rows]}
 
