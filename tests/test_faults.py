@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import common
-from vit_locality import train
+from vit_locality import checkpointing, train
 from vit_locality.data.sources import load_split
 from vit_locality.errors import UserError
 
@@ -28,6 +28,12 @@ from .test_train_e2e import command, run
 pytestmark = pytest.mark.skipif(
     not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"
 )
+
+
+NO_SPACE = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+NO_ACCESS = OSError(errno.EACCES, os.strerror(errno.EACCES))
+TENSORSTORE_FULL = ValueError("RESOURCE_EXHAUSTED: Failed writing [os_error_code='28']")
+ORBAX_FILE = "/site-packages/orbax/checkpoint/_src/futures/future.py"
 
 
 def tiny_config(total_steps: int, **overrides):
@@ -287,23 +293,26 @@ def test_a_full_disk_while_writing_metrics_ends_in_one_line(committed, small_dis
 
 
 @pytest.mark.parametrize(
-    "error, dropped",
+    "logger, path, message, error, dropped",
     [
-        (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), True),
-        (ValueError("RESOURCE_EXHAUSTED: Failed writing [os_error_code='28']"), True),
-        (OSError(errno.EACCES, os.strerror(errno.EACCES)), False),
-        (RuntimeError("a bug of ours"), False),
+        ("asyncio", __file__, "Future exception was never retrieved", NO_SPACE, True),
+        ("asyncio", __file__, "Future exception was never retrieved", TENSORSTORE_FULL, True),
+        ("asyncio", __file__, "Future exception was never retrieved", NO_ACCESS, False),
+        ("asyncio", __file__, "Future exception was never retrieved", RuntimeError("bug"), False),
+        ("absl", ORBAX_FILE, "Failed to save: [os_error_code='28']", None, True),
+        ("absl", ORBAX_FILE, "Save failed", NO_SPACE, True),
+        ("absl", ORBAX_FILE, "Checkpoint directory is corrupt", None, False),
+        ("absl", ORBAX_FILE, "Save failed", NO_ACCESS, False),
+        ("absl", __file__, "No space left on device, says someone else", None, False),
     ],
 )
-def test_asyncio_logs_of_failed_writes_are_dropped_and_other_errors_kept(error, dropped):
-    """What the background-save race sometimes logs, whichever way the write failed."""
-    record = logging.getLogger("asyncio").makeRecord(
-        "asyncio",
-        logging.ERROR,
-        __file__,
-        1,
-        "Future exception was never retrieved",
-        (),
-        (type(error), error, None),
+def test_the_logs_of_failed_writes_are_dropped_and_other_errors_kept(
+    logger, path, message, error, dropped
+):
+    """What orbax and the background-save race log, whichever way the write failed; real orbax
+    errors and other loggers' records stay."""
+    exc_info = (type(error), error, None) if error else None
+    record = logging.getLogger(logger).makeRecord(
+        logger, logging.ERROR, path, 1, message, (), exc_info
     )
-    assert bool(logging.getLogger("asyncio").filter(record)) is not dropped
+    assert bool(checkpointing._DropFailedSaveNoise().filter(record)) is not dropped

@@ -31,15 +31,16 @@ class _DropFailedSaveNoise(logging.Filter):
     """A failed background save is re-raised to `Checkpointer`, which reports it as one line.
     Before that, orbax logs it with a traceback from each of its threads, and asyncio logs
     every write future that ran out of space with it ("Future exception was never retrieved":
-    tensorstore's ValueError or a plain OSError). These records go; other errors stay."""
+    tensorstore's ValueError or a plain OSError). Those records go; every other record stays,
+    orbax's other errors included."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.ERROR:
+        if record.levelno < logging.ERROR or not (
+            "orbax" in record.pathname or record.name == "asyncio"
+        ):
             return True
-        if "orbax" in record.pathname:
-            return False
-        failed_write = record.exc_info[1] if record.exc_info else None
-        return not (record.name == "asyncio" and failed_write and out_of_space(failed_write))
+        failed = record.exc_info[1] if record.exc_info else None
+        return not (failed and out_of_space(failed)) and not out_of_space(record.getMessage())
 
 
 def _drop_orphaned_callback_errors(unraisable: Any, previous=sys.unraisablehook) -> None:
@@ -50,9 +51,11 @@ def _drop_orphaned_callback_errors(unraisable: Any, previous=sys.unraisablehook)
         previous(unraisable)
 
 
-logging.getLogger("absl").addFilter(_DropFailedSaveNoise())
-logging.getLogger("asyncio").addFilter(_DropFailedSaveNoise())
-sys.unraisablehook = _drop_orphaned_callback_errors
+def quiet_failed_saves() -> None:
+    """Installs the filters above (for entry points that save: a failed save is then one line)."""
+    logging.getLogger("absl").addFilter(_DropFailedSaveNoise())
+    logging.getLogger("asyncio").addFilter(_DropFailedSaveNoise())
+    sys.unraisablehook = _drop_orphaned_callback_errors
 
 
 class Checkpointer:

@@ -28,11 +28,12 @@ def first_line(error: BaseException, limit: int = 200) -> str:
 _NO_SPACE = {errno.ENOSPC: os.strerror(errno.ENOSPC), errno.EDQUOT: os.strerror(errno.EDQUOT)}
 
 
-def out_of_space(error: BaseException) -> str | None:
+def out_of_space(error: BaseException | str) -> str | None:
     """The OS's words ('No space left on device', 'Disk quota exceeded') when `error` is a write
     that failed for lack of space, however a library wrapped it: an OSError, tensorstore's
     ValueError from orbax's background threads ("... [os_error_code='28']"), TensorFlow's
-    ResourceExhaustedError from the TensorBoard writer. None for any other error."""
+    ResourceExhaustedError from the TensorBoard writer, or a log message that quotes one. None
+    for any other error."""
     if isinstance(error, OSError) and error.errno in _NO_SPACE:
         return _NO_SPACE[error.errno]
     code = re.search(r"os_error_code='(\d+)'", str(error))

@@ -34,7 +34,10 @@ def main(argv: list[str]) -> None:
 
     if _MULTIHOST.value:
         jax.distributed.initialize()
+    from vit_locality.checkpointing import quiet_failed_saves
     from vit_locality.train import TrainingDiverged, train_and_evaluate
+
+    quiet_failed_saves()
 
     workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
     try:
