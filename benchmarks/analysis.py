@@ -27,7 +27,7 @@ from vit_locality import sharding
 from vit_locality.analysis.attention_pass import make_locality_pass
 from vit_locality.data.datasets import DATASETS
 from vit_locality.models import DTYPES, ViT
-from vit_locality.step import normalize
+from vit_locality.predict import Predictor
 
 CASES = {  # name -> (dataset whose mean/std are used, image size, patch size)
     "32px_patch4": ("cifar100", 32, 4),  # the default model: 8x8 patches + CLS = 65 tokens
@@ -50,6 +50,7 @@ def benchmark(case: str, dtype: str, batch_size: int, batches: int) -> dict:
     info = DATASETS[dataset]
     mesh = sharding.make_mesh()
     model = ViT(num_classes=info.num_classes, patch_size=patch, dtype=DTYPES[dtype])
+    predictor = Predictor.for_dataset(model, dataset)
     shape = (image_size, image_size, info.channels)
     params = jax.jit(
         lambda: model.init(jax.random.key(0), jnp.zeros((1, *shape)))["params"],
@@ -64,20 +65,12 @@ def benchmark(case: str, dtype: str, batch_size: int, batches: int) -> dict:
         sharding.batch_sharded(mesh),
     )
     start = time.perf_counter()
-    compiled = (
-        make_locality_pass(model, info.mean, info.std)
-        .lower(params, batch["image"], batch["mask"])
-        .compile()
-    )
+    compiled = make_locality_pass(predictor).lower(params, batch["image"], batch["mask"]).compile()
     compile_s = time.perf_counter() - start
     memory = compiled.memory_analysis()
     seconds = time_per_call(compiled, (params, batch["image"], batch["mask"]), batches)
     # The plain eval forward (logits only) of the same batch: what the analysis adds to it.
-    forward = (
-        jax.jit(lambda p, x: model.apply({"params": p}, normalize(x, info.mean, info.std))[0])
-        .lower(params, batch["image"])
-        .compile()
-    )
+    forward = jax.jit(lambda p, x: predictor(p, x)[0]).lower(params, batch["image"]).compile()
     forward_seconds = time_per_call(forward, (params, batch["image"]), batches)
     tokens = model.num_prefix_tokens + (image_size // patch) ** 2
     layer_bytes = batch_size * model.num_heads * tokens * tokens * 4

@@ -117,7 +117,7 @@ def build_model(info: DatasetInfo, modern: Modern) -> VisionTransformer:
 
 def warmup_cosine(step: int) -> float:
     """LR factor of `step`: linear from 0 over WARMUP_STEPS, then cosine to 0 at TOTAL_STEPS
-    (shared.py's; optax.warmup_cosine_decay_schedule, as vit_locality.step.make_schedule)."""
+    (shared.py's; optax.warmup_cosine_decay_schedule, as vit_locality.train_state.make_schedule)."""
     if step < shared.WARMUP_STEPS:
         return step / shared.WARMUP_STEPS
     progress = min(1.0, (step - shared.WARMUP_STEPS) / (shared.TOTAL_STEPS - shared.WARMUP_STEPS))
@@ -126,7 +126,7 @@ def warmup_cosine(step: int) -> float:
 
 def make_optimizer(model: torch.nn.Module, modern: Modern, fused: bool) -> torch.optim.AdamW:
     """AdamW with weight decay on weight matrices only (not on biases, LayerNorm scales, the
-    position embedding or the CLS token), as vit_locality.step.make_optimizer describes."""
+    position embedding or the CLS token), as vit_locality.train_state.make_optimizer describes."""
     no_decay = model.no_weight_decay()
     decay, rest = [], []
     for name, param in model.named_parameters():

@@ -20,9 +20,10 @@ import numpy as np
 import shared
 
 from configs import common
-from vit_locality import sharding, step
+from vit_locality import sharding, step, train_state
 from vit_locality.data.datasets import DATASETS
 from vit_locality.models import build_model
+from vit_locality.predict import Predictor
 
 
 def peak_tflops(dtype: str, override: float | None) -> float | None:
@@ -50,10 +51,11 @@ def setup(model_name: str, dtype: str):
     info = DATASETS[config.dataset]
     mesh = sharding.make_mesh()
     model = build_model(config.model, info.num_classes)
-    schedule = step.make_schedule(config.lr, shared.WARMUP_STEPS, shared.TOTAL_STEPS)
-    tx = step.make_optimizer(schedule, config.wd, config.grad_clip_norm)
-    state = step.init_state(config, model, tx, mesh)
-    train_step = step.jit_train_step(config, model, schedule, mesh)
+    schedule = train_state.make_schedule(config.lr, shared.WARMUP_STEPS, shared.TOTAL_STEPS)
+    tx = train_state.make_optimizer(schedule, config.wd, config.grad_clip_norm)
+    state = train_state.init_state(config, model, tx, mesh)
+    predictor = Predictor.for_dataset(model, config.dataset)
+    train_step = step.jit_train_step(config, predictor, schedule, mesh)
     return state, train_step, info, config.model.patch_size, mesh
 
 

@@ -15,14 +15,24 @@ from vit_locality.analysis.attention_pass import (
     make_locality_pass,
 )
 from vit_locality.analysis.locality import DEFINITIONS, locality_metrics
-from vit_locality.analysis.results import locality_record, locality_scalars, write_locality
+from vit_locality.analysis.results import (
+    format_table,
+    locality_record,
+    locality_scalars,
+    write_locality,
+)
 from vit_locality.models import ViT
-from vit_locality.step import normalize
+from vit_locality.predict import Predictor, normalize
+from vit_locality.workdir import RunDir
 
 from .conftest import LOCALITY_JSON_KEYS
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 NAMES = sorted(DEFINITIONS)
+
+
+def predictor(model):
+    return Predictor(model, MEAN, STD)
 
 
 def tiny_vit(pool="cls", depth=2):
@@ -80,13 +90,7 @@ def cls_case():
 def test_pass_equals_metrics_of_the_full_attention(cls_case, devices, batch_size):
     model, params, images, expected = cls_case
     got = analyze_params(
-        model,
-        params,
-        images,
-        mean=MEAN,
-        std=STD,
-        mesh=sharding.make_mesh(devices),
-        batch_size=batch_size,
+        predictor(model), params, images, mesh=sharding.make_mesh(devices), batch_size=batch_size
     )
     for value in got.values():
         assert value.shape == (2, 2)
@@ -97,9 +101,7 @@ def test_gap_model_without_prefix_token():
     model = tiny_vit(pool="gap")
     params = init(model, 32)
     images = random_images(11, 32, seed=1)
-    got = analyze_params(
-        model, params, images, mean=MEAN, std=STD, mesh=sharding.make_mesh(), batch_size=8
-    )
+    got = analyze_params(predictor(model), params, images, mesh=sharding.make_mesh(), batch_size=8)
     np.testing.assert_array_equal(got["prefix_mass"], 0.0)
     assert_metrics_close(got, full_attention_metrics(model, params, images))
 
@@ -109,11 +111,9 @@ def test_64px_with_patch_4_and_centre_attention():
     model = tiny_vit()
     params = init(model, 64)
     images = random_images(3, 64, seed=2)
-    got = analyze_params(
-        model, params, images, mean=MEAN, std=STD, mesh=sharding.make_mesh(), batch_size=8
-    )
+    got = analyze_params(predictor(model), params, images, mesh=sharding.make_mesh(), batch_size=8)
     assert_metrics_close(got, full_attention_metrics(model, params, images))
-    maps = centre_attention(model, params, images[:2], mean=MEAN, std=STD)
+    maps = centre_attention(predictor(model), params, images[:2])
     assert maps.shape == (2, 2, 16, 16)
     np.testing.assert_allclose(maps.sum(axis=(-2, -1)), 1.0, rtol=1e-5)
 
@@ -130,7 +130,7 @@ def test_pass_memory_is_about_one_layer_of_attention():
     for depth in (2, 8):
         model = ViT(num_classes=10, width=32, depth=depth, num_heads=heads, mlp_dim=64)
         params = jax.eval_shape(model.init, jax.random.key(0), images)["params"]
-        compiled = make_locality_pass(model, MEAN, STD).lower(params, images, mask).compile()
+        compiled = make_locality_pass(predictor(model)).lower(params, images, mask).compile()
         temp[depth] = compiled.memory_analysis().temp_size_in_bytes
     assert temp[8] - temp[2] < 0.25 * layer_bytes, (temp, layer_bytes)
     assert temp[8] < 4 * layer_bytes < 8 * layer_bytes, (temp, layer_bytes)
@@ -149,7 +149,7 @@ def test_locality_json_schema_and_scalars(tmp_path):
         grid=(8, 8),
         num_prefix_tokens=1,
     )
-    write_locality(tmp_path, record)
+    write_locality(RunDir(tmp_path), record)
     on_disk = json.loads((tmp_path / "locality.json").read_text())
     assert on_disk == record
     assert list(on_disk) == LOCALITY_JSON_KEYS
@@ -159,9 +159,12 @@ def test_locality_json_schema_and_scalars(tmp_path):
     scalars = locality_scalars(on_disk["summary"])
     assert scalars["locality/min_mad_first_layer"] == pytest.approx(per_head["mad"][0].min())
     assert scalars["locality/min_mad_early"] == pytest.approx(per_head["mad"][0].min())
-    assert scalars["locality/mad_mean/layer_02"] == pytest.approx(per_head["mad"][2].mean())
-    assert scalars["locality/entropy_max/layer_01"] == pytest.approx(per_head["entropy"][1].max())
+    # layers numbered from 1, as in every table and figure
+    assert scalars["locality/mad_mean/layer_03"] == pytest.approx(per_head["mad"][2].mean())
+    assert scalars["locality/entropy_max/layer_01"] == pytest.approx(per_head["entropy"][0].max())
     assert len(scalars) == 2 + 6 * 3
+    rows = format_table(record).splitlines()[3:6]  # one per layer, numbered from 1
+    assert [row.split()[0] for row in rows] == ["1", "2", "3"]
     assert all(isinstance(v, float) for v in scalars.values())
 
 
@@ -169,9 +172,9 @@ def test_a_bfloat16_model_is_analysed_in_float32(cls_case):
     model, params, images, expected = cls_case
     bf16 = model.clone(dtype=jnp.bfloat16)
     mesh = sharding.make_mesh(1)
-    got = analyze_params(bf16, params, images, mean=MEAN, std=STD, mesh=mesh, batch_size=16)
+    got = analyze_params(predictor(bf16), params, images, mesh=mesh, batch_size=16)
     assert_metrics_close(got, expected)
     np.testing.assert_array_equal(
-        centre_attention(bf16, params, images[:2], mean=MEAN, std=STD),
-        centre_attention(model, params, images[:2], mean=MEAN, std=STD),
+        centre_attention(predictor(bf16), params, images[:2]),
+        centre_attention(predictor(model), params, images[:2]),
     )

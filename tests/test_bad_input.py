@@ -116,7 +116,7 @@ def test_workdir_of_another_model(tmp_path):
     assert last_line(run(workdir)) == (
         f"error: config.model.depth=2 differs from 3 in {workdir}/config.json; a run resumes "
         "with the same config apart from data.source, data.dir, log_every_steps, "
-        "eval_every_steps, ckpt_every_steps, kept_checkpoints, analysis.num_images, "
+        "eval_every_steps, ckpt_every_steps, kept_checkpoints, evals, analysis.num_images, "
         "analysis.every_epochs: use another --workdir or the saved values"
     )
     assert snapshot(workdir) == before

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from configs import common
-from vit_locality import step
+from vit_locality import train_state
 
 from .conftest import REPO_ROOT
 
@@ -54,7 +54,7 @@ def test_timm_twin_runs_our_model_and_modern_protocol(benchmark_modules, model_n
 
 def test_timm_twin_schedule_is_ours(benchmark_modules):
     shared, timm_step = benchmark_modules
-    ours = step.make_schedule(1.0, shared.WARMUP_STEPS, shared.TOTAL_STEPS)
+    ours = train_state.make_schedule(1.0, shared.WARMUP_STEPS, shared.TOTAL_STEPS)
     for i in (0, 5, 10, 11, 500, 999, 1000):
         assert math.isclose(timm_step.warmup_cosine(i), float(ours(i)), abs_tol=1e-6), i
 

@@ -9,8 +9,9 @@ import optax
 import pytest
 from flax import linen as nn
 
-from vit_locality import mixing, step
+from vit_locality import mixing, step, train_state
 from vit_locality.erasing import ErasingSpec, random_erasing
+from vit_locality.predict import Predictor
 
 SIZE = 32
 FILL = 5.0  # the value of every input pixel: a pixel that is not FILL was erased
@@ -97,16 +98,14 @@ def test_train_step_erases_with_its_own_key_leaving_mixing_draws_alone():
             return nn.Dense(10)(x.reshape(x.shape[0], -1)), {}
 
     model, schedule = Linear(), optax.constant_schedule(0.1)
-    state = step.create_train_state(model, optax.sgd(schedule), 0, (8, 8, 3))
+    state = train_state.create_train_state(model, optax.sgd(schedule), 0, (8, 8, 3))
     images = np.random.default_rng(0).integers(0, 256, (8, 8, 8, 3), dtype=np.uint8)
     batch = {"image": jnp.asarray(images), "label": jnp.arange(8)}
 
     def metrics(erasing):
         train_step = step.make_train_step(
-            model,
+            Predictor(model, (0.5,) * 3, (0.25,) * 3),
             num_classes=10,
-            mean=(0.5,) * 3,
-            std=(0.25,) * 3,
             mix=mixing.MixSpec(cutmix_alpha=1.0, prob=1.0),
             label_smoothing=0.0,
             num_shards=1,

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vit_locality import step
+from vit_locality import train_state
 from vit_locality.models.vit import ViT
 
 
@@ -16,7 +16,7 @@ def test_weight_decay_touches_the_kernels_only():
     params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
     params = jax.tree.map(lambda p: p + 1.0, params)  # no zero-initialized leaf
     lr, wd = 0.1, 0.05
-    tx = step.make_optimizer(lambda count: lr, weight_decay=wd, grad_clip_norm=1.0)
+    tx = train_state.make_optimizer(lambda count: lr, weight_decay=wd, grad_clip_norm=1.0)
     zeros = jax.tree.map(jnp.zeros_like, params)
     updates, _ = tx.update(zeros, tx.init(params), params)
 

@@ -1,6 +1,7 @@
 """Sweeps: the paper's 12 runs, seeds, variants and overrides, skipping finished runs and resuming
 interrupted ones (real tiny runs on the CIFAR-10 sample); the ablation config's 8 subsets."""
 
+import dataclasses
 import itertools
 import json
 import shlex
@@ -12,7 +13,7 @@ import pytest
 
 from configs import cifar100_ablation, cifar100_modern
 from vit_locality import sweep
-from vit_locality.metrics import read_metrics
+from vit_locality.workdir import RunDir, StepPlan
 
 from .conftest import CIFAR10_SAMPLE, REPO_ROOT
 
@@ -78,14 +79,6 @@ def test_bad_sweep_arguments_are_one_line_errors_with_exit_2(capsys, args, messa
     assert err.startswith(message) and "\n" not in err
 
 
-def test_final_step_from_steps_or_epochs():
-    config = {"total_steps": None, "total_epochs": 2.5}
-    assert sweep.final_step(config, []) is None
-    rows = [{"step": 79, "epoch": 79 / 79}]  # 79 steps per epoch
-    assert sweep.final_step(config, rows) == 198
-    assert sweep.final_step({"total_steps": 20, "total_epochs": 2.5}, rows) == 20
-
-
 def test_ablation_config_has_the_components_of_all_8_subsets():
     modern = cifar100_modern.get_config().to_dict()
     for flags in itertools.product((0, 1), repeat=3):
@@ -142,9 +135,17 @@ def test_sweep_skips_finished_runs_resumes_interrupted_ones_and_survives_a_failu
         shlex.split(line)[4].rsplit("/", 1)[1]: line for line in listing.stdout.splitlines()
     }
 
-    # "done": finished before (its rows say so: an eval row at the final step 20).
+    # "done": finished before (an eval row at the final step 20 of its plan.json).
     done = root / "done_seed0"
     done.mkdir(parents=True)
+    plan = StepPlan(
+        steps_per_epoch=79,
+        total_steps=20,
+        warmup_steps=8,
+        eval_every_steps=1000,
+        analysis_every_steps=158,
+    )
+    (done / "plan.json").write_text(json.dumps(dataclasses.asdict(plan)))
     rows = [{"step": 10, "epoch": 0.13, "train/loss": 2.2}, {"step": 20, "epoch": 0.25}]
     rows[1] |= {"train/loss": 2.1, "val/prec@1": 20.0, "val/loss": 2.0}
     (done / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -161,7 +162,7 @@ def test_sweep_skips_finished_runs_resumes_interrupted_ones_and_survives_a_failu
     assert trained.returncode == 0, trained.stderr[-3000:]
     shutil.rmtree(cut / "checkpoints" / "20")
     (cut / "locality.json").unlink()
-    kept = [row for row in read_metrics(cut) if row["step"] <= 10]
+    kept = [row for row in RunDir(cut).read_metrics() if row["step"] <= 10]
     (cut / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     result = subprocess.run(base, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
@@ -171,7 +172,7 @@ def test_sweep_skips_finished_runs_resumes_interrupted_ones_and_survives_a_failu
     assert "[2/3] done_seed0: finished before (skipped) (no locality.json" in out
     assert (done / "metrics.jsonl").read_text().count("\n") == 2  # not started: no new rows
     assert f"Resuming {cut} from step 10/20" in out
-    assert [r["step"] for r in read_metrics(cut) if "val/prec@1" in r] == [20]
+    assert [r["step"] for r in RunDir(cut).read_metrics() if "val/prec@1" in r] == [20]
     summary = out.split("Sweep summary")[1]
     assert "bad_seed0: FAILED (exit 2)" in summary
     assert (

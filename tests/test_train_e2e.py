@@ -14,7 +14,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from vit_locality.metrics import read_metrics
+from vit_locality.workdir import RunDir
 
 from .conftest import CIFAR10_SAMPLE, REPO_ROOT
 
@@ -84,7 +84,7 @@ def test_training_learns_and_leaves_the_workdir_design_describes(uninterrupted):
     workdir, result = uninterrupted
     config = json.loads((workdir / "config.json").read_text())
     assert config["model"]["width"] == 32 and config["mix"]["cutmix_alpha"] == 1.0
-    rows = read_metrics(workdir)
+    rows = RunDir(workdir).read_metrics()
     train = [r for r in rows if "train/loss" in r]
     assert [r["step"] for r in train] == list(range(10, TOTAL_STEPS + 1, 10))
     assert {"epoch", "train/lr", "train/img_per_s"} <= set(train[0])
@@ -121,8 +121,8 @@ def test_sigkill_then_rerun_ends_identical(uninterrupted, tmp_path):
     assert "Resuming" in resumed.stdout and "from step" in resumed.stdout
     assert max(committed) == TOTAL_STEPS
     jax.tree.map(np.testing.assert_array_equal, final_params(workdir), final_params(reference))
-    last_eval = [r for r in read_metrics(workdir) if "val/prec@1" in r][-1]
-    assert last_eval == [r for r in read_metrics(reference) if "val/prec@1" in r][-1]
+    last_eval = [r for r in RunDir(workdir).read_metrics() if "val/prec@1" in r][-1]
+    assert last_eval == [r for r in RunDir(reference).read_metrics() if "val/prec@1" in r][-1]
     again = run(workdir)  # a finished run started again trains nothing
     assert again.returncode == 0 and "already trained" in again.stdout
 
@@ -178,7 +178,7 @@ def test_divergence_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("error: training diverged: non-finite loss")
     bad_step = int(line.split(" at step ")[1].split(";")[0])
-    (error_row,) = [r for r in read_metrics(workdir) if "error" in r]
+    (error_row,) = [r for r in RunDir(workdir).read_metrics() if "error" in r]
     assert error_row["step"] == bad_step
     saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
     assert saved and max(saved) == bad_step - 1

@@ -12,24 +12,22 @@ compute and without changing anything.
 
 from __future__ import annotations
 
-import json
 import pathlib
 import sys
 from typing import Any
 
-import jax
 import ml_collections
-import optax
 from absl import app, flags, logging
 
-from vit_locality import checkpointing, sharding
-from vit_locality import step as step_lib
+from vit_locality import checkpointing, sharding, train_state
 from vit_locality.analysis.results import analyze_and_write, format_table, write_training_curves
 from vit_locality.cli import parse_flags
 from vit_locality.data.datasets import DATASETS
 from vit_locality.data.sources import load_split
 from vit_locality.errors import UserError
 from vit_locality.models import build_model
+from vit_locality.predict import Predictor
+from vit_locality.workdir import RunDir
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (holds config.json, checkpoints/).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to analyse (default: the latest).")
@@ -40,20 +38,6 @@ _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Override config.data.dir (the run was trained where data lived elsewhere)."
 )
 flags.mark_flags_as_required(["workdir"])
-
-
-def load_run_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
-    """`workdir/config.json` as a ConfigDict; UserError when it is missing or unreadable."""
-    path = workdir / "config.json"
-    if not path.is_file():
-        raise UserError(
-            f"{workdir} holds no run (no config.json); --workdir must be a directory written by "
-            "python -m vit_locality.main"
-        )
-    try:
-        return ml_collections.ConfigDict(json.loads(path.read_text()))
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path} is not valid JSON ({e})") from e
 
 
 def analyze_run(
@@ -79,22 +63,22 @@ def analyze_run(
       UserError: no run or no checkpoint in `workdir`, `step` not saved, `num_images` < 1, or
         the data cannot be loaded; raised before anything is computed or written.
     """
-    workdir = pathlib.Path(workdir)
-    config = load_run_config(workdir)
+    run_dir = RunDir(workdir)
+    config = ml_collections.ConfigDict(run_dir.require_config())
     if config.get("dataset") not in DATASETS:
-        raise UserError(f"{workdir}/config.json names an unknown dataset {config.get('dataset')!r}")
+        raise UserError(f"{run_dir.config_file} names an unknown dataset {config.get('dataset')!r}")
     if num_images is not None and num_images < 1:
         raise UserError(f"--num_images={num_images} is not allowed: a positive integer")
-    if not (workdir / "checkpoints").is_dir():
+    if not run_dir.checkpoints_dir.is_dir():
         raise UserError(f"{workdir} has no checkpoints/ directory: nothing was saved yet")
     if data_dir is not None:
         config.data.dir = data_dir
 
-    ckpt = checkpointing.Checkpointer(workdir / "checkpoints", config.kept_checkpoints)
+    ckpt = checkpointing.Checkpointer(run_dir.checkpoints_dir, config.kept_checkpoints)
     try:
         saved = ckpt.all_steps()
         if not saved:
-            raise UserError(f"{workdir}/checkpoints holds no committed checkpoint yet")
+            raise UserError(f"{run_dir.checkpoints_dir} holds no committed checkpoint yet")
         step = max(saved) if step is None else step
         if step not in saved:
             raise UserError(
@@ -104,28 +88,16 @@ def analyze_run(
         images, _ = load_split(config, "test")
         images = images[: num_images or config.analysis.num_images]
 
-        info = DATASETS[config.dataset]
-        model = build_model(config.model, info.num_classes)
+        model = build_model(config.model, DATASETS[config.dataset].num_classes)
         mesh = sharding.make_mesh()
-        # The optimizer only gives the checkpoint's pytree structure; its schedule is irrelevant.
-        tx = step_lib.make_optimizer(
-            optax.constant_schedule(config.lr), config.wd, config.grad_clip_norm
-        )
-        image_shape = (info.image_size, info.image_size, info.channels)
-        abstract = jax.eval_shape(
-            lambda: step_lib.create_train_state(model, tx, config.seed, image_shape)
-        )
-        repl = sharding.replicated(mesh)
-        like = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), abstract
-        )
-        state, _ = ckpt.restore(step, like)
+        _, tx = train_state.optimizer(config)  # the optimizer state's structure only
+        state, _ = ckpt.restore(step, train_state.abstract_state(config, model, tx, mesh))
     finally:
         ckpt.close()
 
     record = analyze_and_write(
-        workdir,
-        model,
+        run_dir,
+        Predictor.for_dataset(model, config.dataset),
         state.params,
         images,
         step=step,
@@ -133,7 +105,7 @@ def analyze_run(
         mesh=mesh,
         batch_size=min(config.batch_size, len(images)),
     )
-    write_training_curves(workdir)
+    write_training_curves(run_dir)
     return record
 
 
@@ -148,7 +120,8 @@ def main(argv: list[str]) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     print(format_table(record))
-    print(f"wrote {pathlib.Path(_WORKDIR.value) / 'locality.json'} and plots/", flush=True)
+    run_dir = RunDir(_WORKDIR.value)
+    print(f"wrote {run_dir.locality_file} and {run_dir.plots_dir}/", flush=True)
 
 
 if __name__ == "__main__":

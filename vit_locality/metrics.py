@@ -10,28 +10,28 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import pathlib
 import time
 from typing import Any
 
+from vit_locality.workdir import RunDir
+
 
 class MetricWriter:
-    """Appends one JSON object per call to `workdir/metrics.jsonl` and mirrors it to TensorBoard.
-
-    Only the process that owns the workdir (process 0) should create one with `enabled=True`.
+    """Appends one JSON object per call to the run's `metrics.jsonl` and mirrors it to
+    TensorBoard. Only the process that owns the workdir (process 0) should create one with
+    `enabled=True`.
     """
 
-    def __init__(self, workdir: str | pathlib.Path, enabled: bool = True):
+    def __init__(self, run_dir: RunDir, enabled: bool = True):
         self.enabled = enabled
         self._tensorboard = None
         if not enabled:
             return
-        workdir = pathlib.Path(workdir)
-        self._jsonl = open(workdir / "metrics.jsonl", "a")  # noqa: SIM115 (closed in close())
+        self._jsonl = open(run_dir.metrics_file, "a")  # noqa: SIM115 (closed in close())
         try:
             from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-            self._tensorboard = EventFileWriter(str(workdir / "tensorboard"))
+            self._tensorboard = EventFileWriter(str(run_dir.tensorboard_dir))
         except ImportError:
             pass
 
@@ -73,14 +73,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
-
-
-def read_metrics(workdir: str | pathlib.Path) -> list[dict[str, Any]]:
-    """All rows of `workdir/metrics.jsonl` (an empty list when there is none)."""
-    path = pathlib.Path(workdir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def progress_line(

@@ -35,8 +35,7 @@ import numpy as np
 
 from vit_locality.cli import ArgumentParser
 from vit_locality.errors import UserError
-from vit_locality.metrics import read_metrics
-from vit_locality.sweep import final_step
+from vit_locality.workdir import RunDir
 
 DATASET_NAMES = {
     "cifar10": "CIFAR-10",
@@ -71,6 +70,7 @@ class Run:
       config: config.json.
       rows: metrics.jsonl's rows.
       locality: locality.json, or None.
+      final_step: the step it ends at (plan.json), or None for a run that has none.
     """
 
     name: str
@@ -78,6 +78,7 @@ class Run:
     config: dict[str, Any]
     rows: list[dict[str, Any]]
     locality: dict[str, Any] | None
+    final_step: int | None
 
     @property
     def top1(self) -> float | None:
@@ -118,10 +119,10 @@ def find_runs(paths: Sequence[str | pathlib.Path]) -> list[pathlib.Path]:
     for path in map(pathlib.Path, paths):
         if not path.is_dir():
             raise UserError(f"{path} is not a directory")
-        if (path / "config.json").is_file():
+        if RunDir(path).holds_run():
             found.append(path)
             continue
-        subdirs = sorted(p for p in path.iterdir() if (p / "config.json").is_file())
+        subdirs = sorted(p for p in path.iterdir() if RunDir(p).holds_run())
         if not subdirs:
             raise UserError(f"{path} holds no run: no config.json in it or in its subdirectories")
         found += subdirs
@@ -129,19 +130,14 @@ def find_runs(paths: Sequence[str | pathlib.Path]) -> list[pathlib.Path]:
 
 
 def load_run(path: pathlib.Path, name: str) -> Run:
-    def read_json(file: pathlib.Path) -> Any:
-        try:
-            return json.loads(file.read_text())
-        except json.JSONDecodeError as e:
-            raise UserError(f"{file} is not valid JSON ({e})") from e
-
-    locality = path / "locality.json"
+    run_dir = RunDir(path)
     return Run(
         name=name,
         path=path,
-        config=read_json(path / "config.json"),
-        rows=read_metrics(path),
-        locality=read_json(locality) if locality.is_file() else None,
+        config=run_dir.require_config(),
+        rows=run_dir.read_metrics(),
+        locality=run_dir.read_locality(),
+        final_step=run_dir.final_step(),
     )
 
 
@@ -392,7 +388,7 @@ def runs_table(groups: list[Group]) -> list[str]:
     rows = []
     for g in groups:
         for run in g.runs:
-            last, final = run.last_step, final_step(run.config, run.rows)
+            last, final = run.last_step, run.final_step
             steps = f"{last}" if final in (None, last) else f"{last} of {final}"
             loc = run.locality
             rows.append(

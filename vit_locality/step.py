@@ -1,4 +1,4 @@
-"""The train state, the optimizer and the jitted train and eval steps (no TensorFlow needed).
+"""The train and eval steps, pure functions of (state or params, batch); no TensorFlow needed.
 
 The train step receives uint8 images straight from the input pipeline and does, on the device:
 normalization, random erasing, label smoothing, CutMix/Mixup, forward, backward and the AdamW
@@ -11,72 +11,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
-from flax.training import train_state
 from jax.sharding import Mesh
 
 from vit_locality import erasing as erasing_lib
 from vit_locality import mixing, rng, sharding
 from vit_locality.data.datasets import DATASETS
+from vit_locality.predict import Predictor, normalize
+from vit_locality.train_state import TrainState
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 
 
-class TrainState(train_state.TrainState):
-    """params + AdamW state + step (the step counts applied updates)."""
-
-
-def make_schedule(peak_lr: float, warmup_steps: int, total_steps: int) -> optax.Schedule:
-    """Linear warmup from 0 to `peak_lr` over `warmup_steps`, then cosine decay to 0."""
-    return optax.warmup_cosine_decay_schedule(
-        0.0, peak_lr, warmup_steps=warmup_steps, decay_steps=total_steps, end_value=0.0
-    )
-
-
-def make_optimizer(
-    schedule: optax.Schedule, weight_decay: float, grad_clip_norm: float
-) -> optax.GradientTransformation:
-    """Global-norm clipping, then AdamW; weight decay on the weight matrices (Flax's `kernel`s:
-    Dense, DenseGeneral, the patch embedding) only, not on biases (the qkv bias has 3 axes),
-    LayerNorm scales, the position embedding or the CLS token."""
-
-    def decay_mask(params: Any) -> Any:
-        return jax.tree_util.tree_map_with_path(lambda path, p: path[-1].key == "kernel", params)
-
-    return optax.chain(
-        optax.clip_by_global_norm(grad_clip_norm),
-        optax.adamw(schedule, b1=0.9, b2=0.999, weight_decay=weight_decay, mask=decay_mask),
-    )
-
-
-def create_train_state(
-    model: nn.Module, tx: optax.GradientTransformation, seed: int, image_shape: tuple[int, ...]
-) -> TrainState:
-    """Fresh parameters from `key(seed)`; `image_shape` is (H, W, C). Jit it with out_shardings."""
-    dummy = jnp.zeros((1, *image_shape), jnp.float32)
-    params = model.init(rng.init_key(seed), dummy)["params"]
-    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
-
-
-def normalize(images: jax.Array, mean: tuple[float, ...], std: tuple[float, ...]) -> jax.Array:
-    """uint8 [B, H, W, C] -> float32 (x / 255 - mean) / std, per channel."""
-    mean_ = np.asarray(mean, np.float32)
-    std_ = np.asarray(std, np.float32)
-    return (images.astype(jnp.float32) / 255.0 - mean_) / std_
-
-
 def make_train_step(
-    model: nn.Module,
+    predictor: Predictor,
     *,
     num_classes: int,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
     mix: mixing.MixSpec,
     label_smoothing: float,
     num_shards: int,
@@ -92,14 +46,14 @@ def make_train_step(
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
         keys = rng.step_keys(seed, state.step)
-        images = normalize(batch["image"], mean, std)
+        images = normalize(batch["image"], predictor.mean, predictor.std)
         if erasing is not None:
             images = erasing_lib.random_erasing(keys["erase"], images, erasing)
         targets = mixing.smooth_labels(batch["label"], num_classes, label_smoothing)
         images, targets, mix_info = mixing.mix_batch(keys["mix"], images, targets, mix, num_shards)
 
         def loss_fn(params: Any) -> jax.Array:
-            logits, _ = model.apply({"params": params}, images)
+            logits, _ = predictor.model.apply({"params": params}, images)
             return optax.softmax_cross_entropy(logits, targets).mean()
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
@@ -114,14 +68,12 @@ def make_train_step(
     return train_step
 
 
-def make_eval_step(
-    model: nn.Module, *, num_classes: int, mean: tuple[float, ...], std: tuple[float, ...]
-) -> Callable[[Any, Batch], Metrics]:
+def make_eval_step(predictor: Predictor, num_classes: int) -> Callable[[Any, Batch], Metrics]:
     """`(params, {"image", "label", "mask"}) -> sums over the real (mask=1) examples of
     "loss" (cross-entropy with hard labels), "correct@1", "correct@5", and their "count"."""
 
     def eval_step(params: Any, batch: Batch) -> Metrics:
-        logits, _ = model.apply({"params": params}, normalize(batch["image"], mean, std))
+        logits, _ = predictor(params, batch["image"])
         labels = batch["label"]
         mask = batch["mask"].astype(jnp.float32)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
@@ -136,23 +88,11 @@ def make_eval_step(
     return eval_step
 
 
-def init_state(
-    config: ml_collections.ConfigDict,
-    model: nn.Module,
-    tx: optax.GradientTransformation,
-    mesh: Mesh,
-) -> TrainState:
-    """Fresh train state of `config`'s dataset shape, created already replicated over `mesh`."""
-    info = DATASETS[config.dataset]
-    shape = (info.image_size, info.image_size, info.channels)
-    return jax.jit(
-        lambda: create_train_state(model, tx, config.seed, shape),
-        out_shardings=sharding.replicated(mesh),
-    )()
-
-
 def jit_train_step(
-    config: ml_collections.ConfigDict, model: nn.Module, schedule: optax.Schedule, mesh: Mesh
+    config: ml_collections.ConfigDict,
+    predictor: Predictor,
+    schedule: optax.Schedule,
+    mesh: Mesh,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
     """`make_train_step` with `config`'s protocol (mixing, label smoothing, erasing), jitted over
     `mesh` with the state donated and replicated, batches sharded along their first axis."""
@@ -160,10 +100,8 @@ def jit_train_step(
     replicated = sharding.replicated(mesh)
     return jax.jit(
         make_train_step(
-            model,
+            predictor,
             num_classes=info.num_classes,
-            mean=info.mean,
-            std=info.std,
             mix=mixing.MixSpec(**config.mix.to_dict()),
             label_smoothing=config.label_smoothing,
             num_shards=mesh.size,

@@ -17,13 +17,11 @@ run's; `--variant=V` appends V to every config argument (`X.py` -> `X.py:V`, `X.
 `X.py:a=1,V`), e.g. `--variant=smoke` for a quick pass over the whole sweep.
 
 A run is **finished** when `metrics.jsonl` in its workdir holds an eval row (`val/prec@1`) at the
-run's final step: `total_steps` when the resolved config sets it, else
-`round(total_epochs * steps_per_epoch)` with steps per epoch read off the run's own rows
-(`step / epoch`). Finished runs are skipped without starting a process; any other run is started,
-and `vit_locality.main` resumes it from its latest checkpoint (with the same config: a run never
-continues under another protocol or schedule). A finished run whose `locality.json` is not of
-its final step (killed during the final analysis) is reported with the `vit_locality.analyze`
-command that writes it.
+final step its `plan.json` states (`vit_locality.workdir.RunDir.is_finished`). Finished runs are
+skipped without starting a process; any other run is started, and `vit_locality.main` resumes
+it from its latest checkpoint (with the same config: a run never continues under another
+protocol or schedule). A finished run whose `locality.json` is not of its final step (killed
+during the final analysis) is reported with the `vit_locality.analyze` command that writes it.
 
 Every config is resolved before anything runs: a sweep file or override that does not load is a
 one-line `error:` and exit 2. A run that exits nonzero (or stops before its final step) is
@@ -38,21 +36,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
-import json
 import pathlib
 import re
 import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
 
 from vit_locality.cli import ArgumentParser, load_config
 from vit_locality.errors import UserError
-from vit_locality.metrics import read_metrics
+from vit_locality.workdir import RunDir
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")
 
@@ -146,35 +142,15 @@ def resolve_config(run: Run) -> ml_collections.ConfigDict:
         raise UserError(f"run {run.name}: {e}") from e
 
 
-def final_step(config: Mapping[str, Any], rows: list[dict[str, Any]]) -> int | None:
-    """The last step of a run with `config` (a ConfigDict or config.json's dict) whose
-    metrics.jsonl holds `rows`; None when it depends on an epoch length no row tells yet."""
-    if config["total_steps"]:
-        return config["total_steps"]
-    for row in rows:
-        if row.get("epoch"):
-            steps_per_epoch = round(row["step"] / row["epoch"])
-            return max(1, round(config["total_epochs"] * steps_per_epoch))
-    return None
-
-
-def is_finished(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> bool:
-    """Whether `metrics.jsonl` in `workdir` holds an eval row at the final step of `config`."""
-    rows = read_metrics(workdir)
-    last = final_step(config, rows)
-    return any(row["step"] == last and "val/prec@1" in row for row in rows)
-
-
-def locality_note(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> str:
+def locality_note(run_dir: RunDir) -> str:
     """For a finished run: "" when its locality.json is of the final step, else how to write it
     (the train loop writes it after the final eval, so a run killed in between lacks it)."""
-    path = workdir / "locality.json"
-    if path.is_file() and json.loads(path.read_text())["step"] == final_step(
-        config, read_metrics(workdir)
-    ):
+    locality = run_dir.read_locality()
+    if locality is not None and locality["step"] == run_dir.final_step():
         return ""
     return (
-        f" (no locality.json of the final step: python -m vit_locality.analyze --workdir={workdir})"
+        " (no locality.json of the final step: "
+        f"python -m vit_locality.analyze --workdir={run_dir.path})"
     )
 
 
@@ -195,17 +171,17 @@ class _Terminator:
         signal.signal(signal.SIGTERM, self._previous)
 
 
-def run_all(runs: list[Run], configs: list[ml_collections.ConfigDict], root: pathlib.Path) -> int:
+def run_all(runs: list[Run], root: pathlib.Path) -> int:
     """Runs every unfinished run in turn; prints a summary; returns the exit status (0 or 1)."""
     outcomes: dict[str, str] = {}
     terminator = _Terminator()
     try:
-        for i, (run, config) in enumerate(zip(runs, configs, strict=True), start=1):
+        for i, run in enumerate(runs, start=1):
             if terminator.received:
                 break
-            workdir = root / run.name
-            if is_finished(workdir, config):
-                outcomes[run.name] = "finished before (skipped)" + locality_note(workdir, config)
+            run_dir = RunDir(root / run.name)
+            if run_dir.is_finished():
+                outcomes[run.name] = "finished before (skipped)" + locality_note(run_dir)
                 print(f"[{i}/{len(runs)}] {run.name}: {outcomes[run.name]}", flush=True)
                 continue
             command = [sys.executable, "-m", "vit_locality.main", *run.args(root)]
@@ -221,8 +197,8 @@ def run_all(runs: list[Run], configs: list[ml_collections.ConfigDict], root: pat
                 break
             if code != 0:
                 outcomes[run.name] = f"FAILED (exit {code})"
-            elif is_finished(workdir, config):
-                outcomes[run.name] = "finished" + locality_note(workdir, config)
+            elif run_dir.is_finished():
+                outcomes[run.name] = "finished" + locality_note(run_dir)
             else:
                 outcomes[run.name] = "stopped before its final step"
             print(f"[{i}/{len(runs)}] {run.name}: {outcomes[run.name]}", flush=True)
@@ -264,7 +240,8 @@ def main(argv: list[str]) -> int:
             args.variant,
             global_overrides,
         )
-        configs = [resolve_config(run) for run in runs]
+        for run in runs:  # every config loads before anything runs
+            resolve_config(run)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -272,7 +249,7 @@ def main(argv: list[str]) -> int:
         for run in runs:
             print(shlex.join(["python", "-m", "vit_locality.main", *run.args(args.root)]))
         return 0
-    return run_all(runs, configs, pathlib.Path(args.root))
+    return run_all(runs, pathlib.Path(args.root))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import ml_collections
 from vit_locality import erasing
 from vit_locality.data.datasets import DATASETS
 from vit_locality.errors import ConfigError, UserError
+from vit_locality.evaluators import NAMES as EVALUATORS
+from vit_locality.evaluators import evaluator_names
 from vit_locality.models import DTYPES
 
 # Fields a run may change when it resumes: bookkeeping, the analysis, where the data is read
@@ -25,6 +27,7 @@ RESUMABLE_CHANGES = (
     "eval_every_steps",
     "ckpt_every_steps",
     "kept_checkpoints",
+    "evals",
     "analysis.num_images",
     "analysis.every_epochs",
 )
@@ -131,6 +134,9 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
         )
     _check_range(config, "label_smoothing", 0.0, 1.0, high_open=True)
 
+    names = evaluator_names(config)
+    if not names or not set(names) <= set(EVALUATORS) or len(set(names)) < len(names):
+        _fail("evals", config.evals, f"a comma-separated subset of {', '.join(EVALUATORS)}")
     for field in ("log_every_steps", "ckpt_every_steps", "kept_checkpoints"):
         _check_positive(config, field, integer=True)
     if config.eval_every_steps is not None:

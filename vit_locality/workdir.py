@@ -1,11 +1,57 @@
-"""Run directories: the default name, and the config a previous run saved there."""
+"""The run directory: every file a run leaves in its workdir, and what they say.
+
+    config.json    the resolved config, written before the first step
+    plan.json      the step plan (`StepPlan`) derived from the config and the training set size
+    metrics.jsonl  one JSON object per logged step (train, eval and locality rows)
+    tensorboard/   the same scalars as event files
+    checkpoints/   orbax step directories
+    locality.json  the latest locality analysis
+    plots/         figures
+
+`RunDir` is the one place that knows these names. Train writes config.json and plan.json at the
+start; sweep and report read whether a run is finished and its final step from plan.json.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
+from typing import Any
 
-from vit_locality.errors import UserError
+import ml_collections
+
+from vit_locality.errors import ConfigError, UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class StepPlan:
+    """The run's step counts: from the config and the number of training examples."""
+
+    steps_per_epoch: int  # full global batches per epoch (the remainder is dropped)
+    total_steps: int
+    warmup_steps: int
+    eval_every_steps: int
+    analysis_every_steps: int
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict, num_train: int) -> StepPlan:
+        """Raises ConfigError when the batch or the warmup does not fit the training set."""
+        spe = num_train // config.batch_size
+        if spe == 0:
+            raise ConfigError(
+                f"config.batch_size={config.batch_size} is not allowed: at most the "
+                f"{num_train} training examples"
+            )
+        total = config.total_steps or max(1, round(config.total_epochs * spe))
+        warmup = round(config.warmup_epochs * spe)
+        if warmup >= total:
+            raise ConfigError(
+                f"config.warmup_epochs={config.warmup_epochs} is not allowed: fewer than the "
+                f"{total / spe:.2f} epochs of training ({warmup} >= {total} steps)"
+            )
+        analysis_every = max(1, round(config.analysis.every_epochs * spe))
+        return cls(spe, total, warmup, config.eval_every_steps or spe, analysis_every)
 
 
 def default_workdir(config_arg: str) -> str:
@@ -16,11 +62,101 @@ def default_workdir(config_arg: str) -> str:
     return str(pathlib.Path("runs") / (f"{name}_{suffix}" if arg else name))
 
 
-def read_saved_config(workdir: str | pathlib.Path) -> dict | None:
-    """The `config.json` a run wrote into `workdir`, or None when there is none."""
-    path = pathlib.Path(workdir) / "config.json"
-    if not path.exists():
-        return None
+class RunDir:
+    """A workdir, read and written through the names of the module docstring."""
+
+    def __init__(self, path: str | pathlib.Path):
+        self.path = pathlib.Path(path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    @property
+    def config_file(self) -> pathlib.Path:
+        return self.path / "config.json"
+
+    @property
+    def plan_file(self) -> pathlib.Path:
+        return self.path / "plan.json"
+
+    @property
+    def metrics_file(self) -> pathlib.Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def tensorboard_dir(self) -> pathlib.Path:
+        return self.path / "tensorboard"
+
+    @property
+    def checkpoints_dir(self) -> pathlib.Path:
+        return self.path / "checkpoints"
+
+    @property
+    def locality_file(self) -> pathlib.Path:
+        return self.path / "locality.json"
+
+    @property
+    def plots_dir(self) -> pathlib.Path:
+        return self.path / "plots"
+
+    # ------------------------------------------------------------------ reading
+
+    def holds_run(self) -> bool:
+        return self.config_file.is_file()
+
+    def read_config(self) -> dict[str, Any] | None:
+        """config.json, or None when there is none."""
+        return _read_json(self.config_file) if self.holds_run() else None
+
+    def require_config(self) -> dict[str, Any]:
+        """config.json; UserError when the directory holds no run."""
+        if not self.holds_run():
+            raise UserError(
+                f"{self.path} holds no run (no config.json); --workdir must be a directory "
+                "written by python -m vit_locality.main"
+            )
+        return _read_json(self.config_file)
+
+    def read_plan(self) -> StepPlan | None:
+        """plan.json, or None before a run has started (or for runs older than the file)."""
+        if not self.plan_file.is_file():
+            return None
+        return StepPlan(**_read_json(self.plan_file))
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """Every row of metrics.jsonl, in order (an empty list when there is none)."""
+        if not self.metrics_file.is_file():
+            return []
+        lines = self.metrics_file.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def read_locality(self) -> dict[str, Any] | None:
+        return _read_json(self.locality_file) if self.locality_file.is_file() else None
+
+    def final_step(self) -> int | None:
+        """The step the run ends at (plan.json), None before it has started."""
+        plan = self.read_plan()
+        return None if plan is None else plan.total_steps
+
+    def is_finished(self) -> bool:
+        """Whether metrics.jsonl holds the final step's classification row (`val/prec@1`), or
+        its train row for a run that does not evaluate classification."""
+        final, config = self.final_step(), self.read_config() or {}
+        key = "val/prec@1" if "classification" in config.get("evals", "classification") else "step"
+        return final is not None and any(
+            r["step"] == final and key in r for r in self.read_metrics()
+        )
+
+    # ------------------------------------------------------------------ writing (process 0)
+
+    def write_start(self, config: ml_collections.ConfigDict, plan: StepPlan) -> None:
+        """Creates the directory; writes config.json and plan.json."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(config.to_json(indent=2) + "\n")
+        self.plan_file.write_text(json.dumps(dataclasses.asdict(plan), indent=2) + "\n")
+
+
+def _read_json(path: pathlib.Path) -> Any:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:

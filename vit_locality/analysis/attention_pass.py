@@ -28,7 +28,7 @@ from vit_locality import sharding
 from vit_locality.analysis.locality import locality_sums
 from vit_locality.data.eval_input import eval_batches
 from vit_locality.models import ViT
-from vit_locality.step import normalize
+from vit_locality.predict import Predictor
 
 
 def patch_grid(model: ViT, image_size: int | tuple[int, int]) -> tuple[int, int]:
@@ -37,25 +37,16 @@ def patch_grid(model: ViT, image_size: int | tuple[int, int]) -> tuple[int, int]
     return height // model.patch_size, width // model.patch_size
 
 
-def in_float32(model: ViT) -> ViT:
-    """`model` computing in float32: attention is analysed in float32 whatever the run trained in
-    (a bfloat16 q.k would shift every metric by bfloat16's rounding)."""
-    return model.clone(dtype=jnp.float32)
-
-
 @functools.lru_cache(maxsize=8)
-def make_locality_pass(
-    model: ViT, mean: tuple[float, ...], std: tuple[float, ...]
-) -> jax.stages.Wrapped:
-    """The jitted pass `f(params, images, mask) -> (sums, count)` of `model`.
+def make_locality_pass(predictor: Predictor) -> jax.stages.Wrapped:
+    """The jitted pass `f(params, images, mask) -> (sums, count)` of `predictor`'s model.
 
     Cached on its (hashable) arguments, so a train loop that analyses every few epochs compiles it
     once per input shape.
 
     Args:
-      model: the ViT; its `patch_size` and `num_prefix_tokens` define the token grid. It runs in
-        float32 whatever its `dtype`.
-      mean, std: the dataset's per-channel statistics in [0, 1] units (`DATASETS[name].mean`).
+      predictor: the ViT with its dataset's normalization; the ViT's `patch_size` and
+        `num_prefix_tokens` define the token grid. It runs in float32 whatever its `dtype`.
 
     Returns:
       A jitted function of `params` (the model's parameter pytree), `images` (uint8
@@ -64,6 +55,8 @@ def make_locality_pass(
       their query patches of every metric in `locality.DEFINITIONS`, and `count`, the int32 number
       of (image, query patch) pairs summed. `locality.finalize(sums, count)` gives the means.
     """
+
+    model = predictor.model
 
     def locality_pass(
         params: Any, images: jax.Array, mask: jax.Array
@@ -86,9 +79,7 @@ def make_locality_pass(
             _, (sums, counts) = jax.lax.scan(head, None, jnp.arange(probs.shape[1]))
             return {k: v[:, 0] for k, v in sums.items()}, counts[0]  # [H] each; count scalar
 
-        _, out = in_float32(model).apply(
-            {"params": params}, normalize(images, mean, std), reduce_attention=reduce_layer
-        )
+        _, out = predictor.in_float32()(params, images, reduce_attention=reduce_layer)
         per_layer = out["attention_reduced"]  # depth x (sums {name: [H]}, count)
         sums = {k: jnp.stack([layer[0][k] for layer in per_layer]) for k in per_layer[0][0]}
         return sums, per_layer[0][1]
@@ -97,12 +88,10 @@ def make_locality_pass(
 
 
 def analyze_params(
-    model: ViT,
+    predictor: Predictor,
     params: Any,
     images: np.ndarray,
     *,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
     mesh: Mesh,
     batch_size: int,
 ) -> dict[str, np.ndarray]:
@@ -112,10 +101,9 @@ def analyze_params(
     every global batch.
 
     Args:
-      model: the ViT.
+      predictor: the ViT with its dataset's normalization.
       params: its parameter pytree (placed replicated on `mesh`; a no-op when it already is).
       images: uint8 `[N, H, W, C]`, the raw (unnormalized) eval images, N >= 1.
-      mean, std: the dataset's per-channel statistics in [0, 1] units.
       mesh: the ('data',) mesh; batches are split over it.
       batch_size: global images per batch, rounded up to a multiple of the device count; the
         last batch is padded with masked zeros.
@@ -125,7 +113,7 @@ def analyze_params(
       every metric in `locality.DEFINITIONS` (units there).
     """
     batch_size = -(-max(batch_size, 1) // mesh.size) * mesh.size
-    locality_pass = make_locality_pass(model, tuple(mean), tuple(std))
+    locality_pass = make_locality_pass(predictor)
     params = jax.device_put(params, sharding.replicated(mesh))
     data_sharding = sharding.batch_sharded(mesh)
     pending = []  # dispatch every batch before fetching any result, so the device never waits
@@ -147,16 +135,11 @@ def analyze_params(
     return {name: total / count for name, total in totals.items()}
 
 
-@functools.partial(jax.jit, static_argnames=("model", "mean", "std", "layer"))
+@functools.partial(jax.jit, static_argnames=("predictor", "layer"))
 def _query_attention(
-    params: Any,
-    images: jax.Array,
-    *,
-    model: ViT,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    layer: int,
+    params: Any, images: jax.Array, *, predictor: Predictor, layer: int
 ) -> jax.Array:
+    model = predictor.model
     gh, gw = patch_grid(model, images.shape[1:3])
     p = model.num_prefix_tokens
     query = p + (gh // 2) * gw + gw // 2
@@ -165,20 +148,12 @@ def _query_attention(
         row = probs[:, :, query, p:]  # [B, H, N]: the centre patch's attention over patches
         return row / jnp.maximum(row.sum(-1, keepdims=True), jnp.finfo(jnp.float32).tiny)
 
-    _, out = in_float32(model).apply(
-        {"params": params}, normalize(images, mean, std), reduce_attention=centre_row
-    )
+    _, out = predictor.in_float32()(params, images, reduce_attention=centre_row)
     return out["attention_reduced"][layer].reshape(images.shape[0], -1, gh, gw)
 
 
 def centre_attention(
-    model: ViT,
-    params: Any,
-    images: np.ndarray,
-    *,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    layer: int = 0,
+    predictor: Predictor, params: Any, images: np.ndarray, *, layer: int = 0
 ) -> np.ndarray:
     """One layer's attention of the centre patch query, for a few images (for figures), computed
     in float32.
@@ -187,14 +162,11 @@ def centre_attention(
     is renormalized to sum to 1 (the `At` of the locality definitions).
 
     Args:
-      model, params: the ViT and its parameters.
+      predictor, params: the ViT with its dataset's normalization, and its parameters.
       images: uint8 `[B, H, W, C]`, a few raw eval images.
-      mean, std: the dataset's per-channel statistics in [0, 1] units.
       layer: which layer, 0 = the first.
 
     Returns:
       float32 `[B, num_heads, gh, gw]`: the attention weight of each key patch.
     """
-    return np.asarray(
-        _query_attention(params, images, model=model, mean=tuple(mean), std=tuple(std), layer=layer)
-    )
+    return np.asarray(_query_attention(params, images, predictor=predictor, layer=layer))

@@ -1,8 +1,9 @@
 """Figures of a run's attention locality and training curves (matplotlib, Agg, no pyplot state).
 
-- `plot_per_head`: one dot per head per layer (x = layer index, from 0), the layout of the ViT
-  paper's attention-distance figure, with each layer's mean over heads and the value uniform
-  attention would give; used for `plots/mad_per_head.png` and `plots/entropy_per_head.png`.
+- `plot_per_head`: one dot per head per layer (x = the layer, numbered from 1 as in every table),
+  the layout of the ViT paper's attention-distance figure, with each layer's mean over heads and
+  the value uniform attention would give; used for `plots/mad_per_head.png` and
+  `plots/entropy_per_head.png`.
 - `plot_attention_maps`: for a few images, each head's attention from the centre patch over the
   image (`plots/attention_maps.png`).
 - `plot_training_curves`: train loss, val prec@1 and `locality/min_mad_first_layer` over steps
@@ -63,11 +64,10 @@ def plot_per_head(
     num_layers, num_heads = values.shape
     fig = Figure(figsize=(max(4.5, 0.55 * num_layers + 2.5), 3.8), layout="constrained")
     ax = fig.add_subplot()
-    layers = np.repeat(np.arange(num_layers), num_heads)
+    numbers = np.arange(1, num_layers + 1)
+    layers = np.repeat(numbers, num_heads)
     ax.scatter(layers, values.ravel(), s=22, alpha=0.7, color="C0", label=f"{num_heads} heads")
-    ax.scatter(
-        np.arange(num_layers), values.mean(1), marker="_", s=300, color="k", label="mean of heads"
-    )
+    ax.scatter(numbers, values.mean(1), marker="_", s=300, color="k", label="mean of heads")
     if uniform is not None:
         ax.axhline(uniform, color="0.5", linestyle="--", linewidth=1, label="uniform attention")
     if pixels_per_unit is not None:
@@ -76,8 +76,8 @@ def plot_per_head(
         right.set_ylabel("pixels")
     top = max(float(values.max()), uniform or 0.0)
     ax.set_ylim(0.0, 1.08 * top if top > 0 else 1.0)
-    ax.set_xticks(np.arange(num_layers))
-    ax.set_xlim(-0.6, num_layers - 0.4)
+    ax.set_xticks(numbers)
+    ax.set_xlim(0.4, num_layers + 0.6)
     ax.set_xlabel("layer")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)

@@ -9,7 +9,8 @@ the image width and entropy normalized to [0, 1] as in `locality.DEFINITIONS`:
 
 - `locality/min_mad_first_layer`, `locality/min_mad_early`: the headline values,
 - `locality/{mad,entropy}_{min,mean,max}/layer_{l:02d}`: min / mean / max over the heads of
-  layer l (from 0), e.g. `locality/mad_mean/layer_00`.
+  layer l, numbered from 1 as in every table and figure, e.g. `locality/mad_mean/layer_01`
+  for the first layer.
 """
 
 from __future__ import annotations
@@ -25,15 +26,12 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from vit_locality import metrics
 from vit_locality.analysis import plots
 from vit_locality.analysis.attention_pass import analyze_params, centre_attention, patch_grid
 from vit_locality.analysis.locality import DEFINITIONS, patch_distances, summarize
-from vit_locality.data.datasets import DATASETS
-from vit_locality.models import ViT
+from vit_locality.predict import Predictor
+from vit_locality.workdir import RunDir
 
-LOCALITY_FILE = "locality.json"
-PLOTS_DIR = "plots"
 PER_LAYER_STATS = tuple(
     f"{name}_{stat}" for name in ("mad", "entropy") for stat in ("min", "mean", "max")
 )
@@ -82,10 +80,10 @@ def locality_record(
     }
 
 
-def write_locality(workdir: str | pathlib.Path, record: Mapping[str, Any]) -> None:
-    """Writes `record` (see `locality_record`) to `workdir/locality.json`, atomically: a reader
-    never sees half a file."""
-    path = pathlib.Path(workdir) / LOCALITY_FILE
+def write_locality(run_dir: RunDir, record: Mapping[str, Any]) -> None:
+    """Writes `record` (see `locality_record`) to the run's `locality.json`, atomically: a
+    reader never sees half a file."""
+    path = run_dir.locality_file
     partial = path.with_name(path.name + ".tmp")
     # One line per innermost list of numbers (a layer's heads), not one line per number.
     text = re.sub(
@@ -104,7 +102,7 @@ def locality_scalars(summary: Mapping[str, Any]) -> dict[str, float]:
         "locality/min_mad_early": float(summary["min_mad_early"]),
     }
     for stat in PER_LAYER_STATS:
-        for layer, value in enumerate(summary[stat]):
+        for layer, value in enumerate(summary[stat], start=1):
             scalars[f"locality/{stat}/layer_{layer:02d}"] = float(value)
     return scalars
 
@@ -123,7 +121,7 @@ def format_table(record: Mapping[str, Any]) -> str:
     ]
     for layer in range(len(s["mad_min"])):
         lines.append(
-            f"{layer:>5}  {s['mad_min'][layer]:>7.4f} {s['mad_mean'][layer]:>6.4f} "
+            f"{layer + 1:>5}  {s['mad_min'][layer]:>7.4f} {s['mad_mean'][layer]:>6.4f} "
             f"{s['mad_max'][layer]:>6.4f}   {s['entropy_min'][layer]:>11.4f} "
             f"{s['entropy_mean'][layer]:>6.4f} {s['entropy_max'][layer]:>6.4f}"
         )
@@ -135,7 +133,7 @@ def format_table(record: Mapping[str, Any]) -> str:
 
 
 def write_locality_plots(
-    workdir: str | pathlib.Path,
+    run_dir: RunDir,
     record: Mapping[str, Any],
     images: np.ndarray,
     maps: np.ndarray,
@@ -143,7 +141,7 @@ def write_locality_plots(
     """Writes `plots/mad_per_head.png`, `plots/entropy_per_head.png`, `plots/attention_maps.png`.
 
     Args:
-      workdir: the run directory.
+      run_dir: the run directory.
       record: its `locality.json` record (`locality_record`).
       images: uint8 `[B, H, W, C]`, a few raw eval images.
       maps: `[B, heads, gh, gw]`, their first-layer attention from the centre patch
@@ -152,7 +150,7 @@ def write_locality_plots(
     Returns:
       The paths written.
     """
-    out = pathlib.Path(workdir) / PLOTS_DIR
+    out = run_dir.plots_dir
     gh, gw = record["grid"]
     patch_size = record["patch_size"]
     about = f"{record['dataset']}, step {record['step']}, {record['num_images']} images"
@@ -177,27 +175,25 @@ def write_locality_plots(
             images,
             maps,
             out / "attention_maps.png",
-            title=f"Layer 0 attention from the centre patch (cyan)\n{about}; heads titled by MAD",
+            title=f"Layer 1 attention from the centre patch (cyan)\n{about}; heads titled by MAD",
             head_labels=[f"{v:.3f}" for v in mad[0]],
         ),
     ]
 
 
-def write_training_curves(workdir: str | pathlib.Path) -> pathlib.Path | None:
+def write_training_curves(run_dir: RunDir) -> pathlib.Path | None:
     """Redraws `plots/training_curves.png` from `metrics.jsonl`; None when it has no rows."""
-    rows = metrics.read_metrics(workdir)
+    rows = run_dir.read_metrics()
     if not rows:
         return None
     return plots.plot_training_curves(
-        rows,
-        pathlib.Path(workdir) / PLOTS_DIR / "training_curves.png",
-        title=str(pathlib.Path(workdir).resolve().name),
+        rows, run_dir.plots_dir / "training_curves.png", title=run_dir.path.resolve().name
     )
 
 
 def analyze_and_write(
-    workdir: str | pathlib.Path,
-    model: ViT,
+    run_dir: RunDir,
+    predictor: Predictor,
     params: Any,
     images: np.ndarray,
     *,
@@ -212,11 +208,12 @@ def analyze_and_write(
     Every process must call it (the pass is a collective over `mesh`) with the same `images`.
 
     Args:
-      workdir: the run directory (it must exist).
-      model: the ViT; params: its parameters (replicated on `mesh`, or placed there).
+      run_dir: the run directory (it must exist).
+      predictor: the ViT with its dataset's normalization; params: its parameters (replicated
+        on `mesh`, or placed there).
       images: uint8 `[N, H, W, C]`, the first N raw test images (N = config.analysis.num_images).
       step: the training step of `params`.
-      dataset: the config's dataset name (gives mean/std for normalization).
+      dataset: the config's dataset name (recorded in locality.json).
       mesh: the ('data',) mesh.
       batch_size: global batch size of the pass (rounded up to a multiple of the device count).
       num_map_images: how many of `images` the attention-map figure shows.
@@ -224,10 +221,8 @@ def analyze_and_write(
     Returns:
       The `locality.json` record; `locality_scalars(record["summary"])` gives the metrics scalars.
     """
-    info = DATASETS[dataset]
-    per_head = analyze_params(
-        model, params, images, mean=info.mean, std=info.std, mesh=mesh, batch_size=batch_size
-    )
+    model = predictor.model
+    per_head = analyze_params(predictor, params, images, mesh=mesh, batch_size=batch_size)
     record = locality_record(
         per_head,
         step=step,
@@ -239,8 +234,8 @@ def analyze_and_write(
         num_prefix_tokens=model.num_prefix_tokens,
     )
     map_images = images[:num_map_images]
-    maps = centre_attention(model, params, map_images, mean=info.mean, std=info.std)
+    maps = centre_attention(predictor, params, map_images)
     if jax.process_index() == 0:
-        write_locality(workdir, record)
-        write_locality_plots(workdir, record, map_images, maps)
+        write_locality(run_dir, record)
+        write_locality_plots(run_dir, record, map_images, maps)
     return record
