@@ -80,7 +80,7 @@ def test_analyze_writes_locality_json_and_plots(smoke_run):
         assert (smoke_run / "plots" / f"{plot}.png").read_bytes()[:8] == PNG_SIGNATURE, plot
     lines = result.stdout.splitlines()
     assert lines[0].startswith("locality at step 2: cifar10, 40 test images, 8x8 patches")
-    assert [line.split()[0] for line in lines[3:5]] == ["1", "2"]  # one row per layer, numbered from 1
+    assert [line.split()[0] for line in lines[3:5]] == ["1", "2"]  # layers from 1
 
 
 def test_missing_step_is_a_user_error_that_changes_nothing(smoke_run):
