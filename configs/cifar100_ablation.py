@@ -19,17 +19,16 @@ a minimum MAD <= 0.024, every condition without it >= 0.210 (Baseline 0.316, Mod
 """
 
 from configs import common
+from vit_locality import protocol
 
-COMPONENTS = ("autoaugment", "cutmix", "label_smoothing")
+# The Modern components on CIFAR-100, by their names in vit_locality.protocol's table.
+COMPONENTS = tuple(protocol.COMPONENTS[key].name for key in protocol.modern_components("cifar100"))
 
 
 def get_config(arg: str | None = None):
     args = common.parse_arg(arg, smoke=False, **dict.fromkeys(COMPONENTS, False))
     config = common.get_config("cifar100", "ablation", "smoke" if args.smoke else None)
-    config.aug.autoaugment = args.autoaugment
-    if args.cutmix:
-        config.mix.cutmix_alpha = 1.0
-        config.mix.prob = 1.0
-    if args.label_smoothing:
-        config.label_smoothing = 0.1
+    for name in COMPONENTS:
+        if args[name]:
+            protocol.switch_on(config, protocol.BY_NAME[name].key)
     return config

@@ -13,9 +13,9 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
+from vit_locality import protocol as protocol_lib
 from vit_locality.data.datasets import DATASETS
 
-PROTOCOLS = ("baseline", "modern")
 _BOOLEANS = {
     "": True,
     "1": True,
@@ -143,26 +143,6 @@ def get_config(
     return config
 
 
-def set_protocol(config: ml_collections.ConfigDict, protocol: str) -> ml_collections.ConfigDict:
-    """Turns `config` into the paper's Baseline or Modern protocol.
-
-    Baseline: pad-and-crop + flip. Modern: Baseline + AutoAugment (CIFAR, Fashion-MNIST) or
-    ColorJitter 0.4 (Tiny-ImageNet) + CutMix (alpha 1, every batch) + label smoothing 0.1.
-    """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol {protocol!r} unknown; allowed: {PROTOCOLS}")
-    config.protocol = protocol
-    if protocol == "modern":
-        if config.dataset == "tiny_imagenet":
-            config.aug.color_jitter = 0.4
-        else:
-            config.aug.autoaugment = True
-        config.mix.cutmix_alpha = 1.0
-        config.mix.prob = 1.0
-        config.label_smoothing = 0.1
-    return config
-
-
 def experiment(dataset: str, protocol: str, arg: str | None) -> ml_collections.ConfigDict:
     """The config of one paper experiment: `dataset` under `protocol`, variant `arg`."""
-    return set_protocol(get_config(dataset, protocol, arg), protocol)
+    return protocol_lib.set_protocol(get_config(dataset, protocol, arg), protocol)

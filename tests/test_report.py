@@ -8,8 +8,14 @@ import sys
 import numpy as np
 import pytest
 
-from configs import cifar10_baseline, cifar100_ablation, cifar100_baseline, cifar100_modern
-from vit_locality import report
+from configs import (
+    cifar10_baseline,
+    cifar100_ablation,
+    cifar100_baseline,
+    cifar100_modern,
+    tiny_imagenet_modern,
+)
+from vit_locality import protocol
 from vit_locality.analysis.locality import summarize
 
 from .conftest import REPO_ROOT
@@ -143,14 +149,24 @@ def test_other_datasets_runs_table_and_figures(written):
 
 
 def test_condition_names_come_from_the_fields():
+    def name(config):
+        return protocol.condition_name(protocol.components_of(config.to_dict()), config.dataset)
+
     config = cifar100_ablation.get_config("cutmix=1,label_smoothing=1")
-    assert report.condition_name(report.components(config.to_dict())) == "cm+ls"
+    assert name(config) == "cm+ls"
     config.mix.cutmix_alpha = 0.5
     config.aug.random_erasing = 0.25
-    assert report.condition_name(report.components(config.to_dict())) == "cm(a=0.5)+re(p=0.25)+ls"
+    assert name(config) == "cm(a=0.5)+re(p=0.25)+ls"
     config = cifar100_baseline.get_config()
     config.mix.mixup_alpha, config.mix.prob = 0.8, 1.0
-    assert report.condition_name(report.components(config.to_dict())) == "mu"
+    assert name(config) == "mu"
+    assert (
+        name(cifar100_ablation.get_config("autoaugment=1,cutmix=1,label_smoothing=1")) == "modern"
+    )
+    assert name(tiny_imagenet_modern.get_config()) == "modern"  # cj+cm+ls there
+    config = cifar100_baseline.get_config()  # a run from before random erasing existed
+    del config.aug["random_erasing"]
+    assert name(config) == "baseline"
 
 
 def test_a_directory_without_runs_is_a_one_line_error(tmp_path):

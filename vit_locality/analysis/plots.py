@@ -30,7 +30,13 @@ CURVES = (  # metrics.jsonl key, panel title
 )
 
 
-def _save(fig: Figure, path: str | pathlib.Path) -> pathlib.Path:
+def new_figure(size: tuple[float, float]) -> Figure:
+    """A figure of `size` inches with constrained layout, outside pyplot's global state."""
+    return Figure(figsize=size, layout="constrained")
+
+
+def save_figure(fig: Figure, path: str | pathlib.Path) -> pathlib.Path:
+    """Writes `fig` as a PNG at `path` (parent directories created); returns `path`."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
@@ -62,7 +68,7 @@ def plot_per_head(
     """
     values = np.asarray(values, np.float64)
     num_layers, num_heads = values.shape
-    fig = Figure(figsize=(max(4.5, 0.55 * num_layers + 2.5), 3.8), layout="constrained")
+    fig = new_figure((max(4.5, 0.55 * num_layers + 2.5), 3.8))
     ax = fig.add_subplot()
     numbers = np.arange(1, num_layers + 1)
     layers = np.repeat(numbers, num_heads)
@@ -83,7 +89,7 @@ def plot_per_head(
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_attention_maps(
@@ -110,7 +116,7 @@ def plot_attention_maps(
     num_images, num_heads, gh, gw = maps.shape
     height, width = images.shape[1:3]
     cols = num_heads + 1
-    fig = Figure(figsize=(max(1.15 * cols, 4.5), 1.2 * num_images + 0.8), layout="constrained")
+    fig = new_figure((max(1.15 * cols, 4.5), 1.2 * num_images + 0.8))
     axes = fig.subplots(num_images, cols, squeeze=False)
     cell_h, cell_w = height / gh, width / gw
     query_corner = ((gw // 2) * cell_w - 0.5, (gh // 2) * cell_h - 0.5)
@@ -139,7 +145,7 @@ def plot_attention_maps(
                     label += f"\n{head_labels[col - 1]}"
                 ax.set_title(label, fontsize=7)
     fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_curves(
@@ -156,7 +162,7 @@ def plot_training_curves(
     Returns:
       `path`.
     """
-    fig = Figure(figsize=(11, 3.2), layout="constrained")
+    fig = new_figure((11, 3.2))
     for ax, (key, label) in zip(fig.subplots(1, len(CURVES)), CURVES, strict=True):
         points = [
             (row["step"], float(row[key]))
@@ -174,4 +180,4 @@ def plot_training_curves(
             ax.set_yticks([])
         ax.set_title(label, fontsize=9)
     fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)

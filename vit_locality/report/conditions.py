@@ -1,0 +1,167 @@
+"""The runs a report compares, and their conditions: loading workdirs (config.json, metrics.jsonl,
+locality.json, plan.json) and grouping runs that differ only in seed under one condition, named
+from the config by `vit_locality.protocol`'s table. The paper's published numbers live here too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from vit_locality import protocol
+from vit_locality.errors import UserError
+from vit_locality.workdir import RunDir
+
+DATASET_NAMES = {
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "tiny_imagenet": "Tiny-ImageNet",
+    "fashion_mnist": "Fashion-MNIST",
+}
+# The paper's ablation, in its order, and the published first-layer minimum MAD on CIFAR-100.
+ABLATION = ("baseline", "aa", "cm", "ls", "aa+cm", "aa+ls", "cm+ls", "modern")
+PAPER_MIN_MAD = {("cifar100", "baseline"): 0.316, ("cifar100", "modern"): 0.008}
+PAPER_CUTMIX_MAX, PAPER_NO_CUTMIX_MIN = 0.024, 0.210
+# Config fields that do not change what a run trains (grouping ignores them).
+LABEL_FIELDS = ("seed", "protocol")
+
+
+@dataclasses.dataclass
+class Run:
+    """What one workdir holds.
+
+    Attributes:
+      name: the workdir's name (with its parent's when two inputs share a name).
+      path: the workdir.
+      config: config.json.
+      rows: metrics.jsonl's rows.
+      locality: locality.json, or None.
+      final_step: the step it ends at (plan.json), or None for a run that has none.
+    """
+
+    name: str
+    path: pathlib.Path
+    config: dict[str, Any]
+    rows: list[dict[str, Any]]
+    locality: dict[str, Any] | None
+    final_step: int | None
+
+    @property
+    def top1(self) -> float | None:
+        """`val/prec@1` (%) of the last eval row, by step."""
+        evals = [r for r in self.rows if isinstance(r.get("val/prec@1"), int | float)]
+        return max(evals, key=lambda r: r["step"])["val/prec@1"] if evals else None
+
+    @property
+    def last_step(self) -> int:
+        return max((r["step"] for r in self.rows), default=0)
+
+    def summary(self, key: str) -> Any:
+        """`locality.json`'s summary[key], or None without locality.json."""
+        return None if self.locality is None else self.locality["summary"][key]
+
+
+@dataclasses.dataclass
+class Group:
+    """Runs that differ only in seed: one dataset, one condition."""
+
+    dataset: str
+    condition: str
+    components: dict[str, dict[str, Any]]
+    runs: list[Run]
+    label: str = ""  # the condition, plus what tells it apart from a namesake group
+
+    def values(self, get: Any) -> list[float]:
+        """`get(run)` over the runs where it is not None."""
+        return [v for v in (get(run) for run in self.runs) if v is not None]
+
+
+def find_runs(paths: Sequence[str | pathlib.Path]) -> list[pathlib.Path]:
+    """Workdirs named by `paths`: each path is a workdir or a directory of workdirs."""
+    found: list[pathlib.Path] = []
+    for path in map(pathlib.Path, paths):
+        if not path.is_dir():
+            raise UserError(f"{path} is not a directory")
+        if RunDir(path).holds_run():
+            found.append(path)
+            continue
+        subdirs = sorted(p for p in path.iterdir() if RunDir(p).holds_run())
+        if not subdirs:
+            raise UserError(f"{path} holds no run: no config.json in it or in its subdirectories")
+        found += subdirs
+    return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def load_run(path: pathlib.Path, name: str) -> Run:
+    run_dir = RunDir(path)
+    return Run(
+        name=name,
+        path=path,
+        config=run_dir.require_config(),
+        rows=run_dir.read_metrics(),
+        locality=run_dir.read_locality(),
+        final_step=run_dir.final_step(),
+    )
+
+
+def load_runs(paths: Sequence[str | pathlib.Path]) -> list[Run]:
+    dirs = find_runs(paths)
+    names = [d.name for d in dirs]
+    return [
+        load_run(d, d.name if names.count(d.name) == 1 else f"{d.parent.name}/{d.name}")
+        for d in dirs
+    ]
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def group_runs(runs: Iterable[Run]) -> list[Group]:
+    """Runs grouped by config minus `LABEL_FIELDS`, in dataset and condition order."""
+    by_key: dict[str, Group] = {}
+    for run in runs:
+        flat = {k: v for k, v in _flatten(run.config).items() if k not in LABEL_FIELDS}
+        key = json.dumps(flat, sort_keys=True)
+        if key not in by_key:
+            dataset, found = run.config["dataset"], protocol.components_of(run.config)
+            by_key[key] = Group(dataset, protocol.condition_name(found, dataset), found, [])
+        by_key[key].runs.append(run)
+    groups = sorted(by_key.values(), key=_order)
+    for group in groups:
+        group.runs.sort(key=lambda r: (r.config["seed"], r.name))
+        namesakes = [
+            g for g in groups if (g.dataset, g.condition) == (group.dataset, group.condition)
+        ]
+        group.label = group.condition + _difference(group, namesakes)
+    return groups
+
+
+def _order(group: Group) -> tuple:
+    datasets = list(DATASET_NAMES)
+    dataset = datasets.index(group.dataset) if group.dataset in datasets else len(datasets)
+    known = ABLATION.index(group.condition) if group.condition in ABLATION else len(ABLATION)
+    return dataset, group.dataset, known, group.condition, group.runs[0].name
+
+
+def _difference(group: Group, namesakes: list[Group]) -> str:
+    """` [field=value, ...]`: the fields where `group` differs from a same-named group."""
+    if len(namesakes) < 2:
+        return ""
+    flats = [_flatten(g.runs[0].config) for g in namesakes]
+    mine = _flatten(group.runs[0].config)
+    fields = sorted(
+        k
+        for k in set().union(*flats)
+        if k not in LABEL_FIELDS and len({json.dumps(f.get(k)) for f in flats}) > 1
+    )
+    return " [" + ", ".join(f"{k}={mine.get(k)}" for k in fields) + "]"
