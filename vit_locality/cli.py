@@ -16,13 +16,14 @@ import pathlib
 import re
 import sys
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import NoReturn
 
 import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
+from vit_locality.config_fields import flatten
 from vit_locality.errors import UserError, first_line
 
 _KINDS = {bool: "True or False", int: "an integer", float: "a number", str: "a string"}
@@ -41,12 +42,11 @@ class ArgumentParser(argparse.ArgumentParser):
         fail(message)
 
 
-def field_names(config: ml_collections.ConfigDict, prefix: str = "") -> Iterator[str]:
+def field_names(config: ml_collections.ConfigDict) -> list[str]:
     """Every dotted field of `config`, groups included: "lr", "model", "model.width", ..."""
-    for key, value in config.items():
-        yield prefix + key
-        if isinstance(value, ml_collections.ConfigDict):
-            yield from field_names(value, f"{prefix}{key}.")
+    leaves = list(flatten(config))
+    groups = {leaf.rsplit(".", 1)[0] for leaf in leaves if "." in leaf}
+    return leaves + sorted(groups)
 
 
 def config_files(near: str) -> list[str]:
@@ -95,7 +95,7 @@ def load_config(spec: str, overrides: Mapping[str, str] | None = None) -> ml_col
         base = _parse(spec, {})
     except (flags.Error, OSError) as e:  # get_config raised: the reason is the last line
         raise UserError(f"--config={spec}: {_last_line(e)}") from e
-    names = list(field_names(base))
+    names = field_names(base)
     for field in overrides:
         if field not in names:
             closest = difflib.get_close_matches(field, names, n=3, cutoff=0.6)

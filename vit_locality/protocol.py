@@ -22,6 +22,7 @@ from typing import Any
 
 import ml_collections
 
+from vit_locality.config_fields import get_field
 from vit_locality.data.datasets import DATASETS
 
 PROTOCOLS = ("baseline", "modern")
@@ -49,10 +50,10 @@ class Component:
     settings: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def is_on(self, config: Mapping[str, Any]) -> bool:
-        return all(_field(config, field, 0) > 0 for field in self.on_fields)
+        return all(get_field(config, field, 0) > 0 for field in self.on_fields)
 
     def settings_of(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        return {short: _field(config, field, None) for short, field in self.settings.items()}
+        return {short: get_field(config, field, None) for short, field in self.settings.items()}
 
     def usual_settings(self) -> dict[str, Any]:
         return {short: self.switch[field] for short, field in self.settings.items()}
@@ -114,7 +115,7 @@ def components_of(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     Mixup beside CutMix also records `switch` (mix.switch_prob)."""
     found = {k: c.settings_of(config) for k, c in COMPONENTS.items() if c.is_on(config)}
     if "cm" in found and "mu" in found:
-        found["mu"]["switch"] = _field(config, "mix.switch_prob", 0.5)
+        found["mu"]["switch"] = get_field(config, "mix.switch_prob", 0.5)
     return found
 
 
@@ -135,13 +136,3 @@ def condition_name(found: Mapping[str, Mapping[str, Any]], dataset: str) -> str:
     name = "+".join(parts)
     modern = dataset in DATASETS and name == "+".join(modern_components(dataset))
     return "modern" if modern else name
-
-
-def _field(config: Mapping[str, Any], dotted: str, default: Any) -> Any:
-    """`config["a"]["b"]` for "a.b"; `default` where a run's config predates the field."""
-    value: Any = config
-    for key in dotted.split("."):
-        if key not in value:
-            return default
-        value = value[key]
-    return value

@@ -6,12 +6,12 @@ from __future__ import annotations
 import math
 import os
 import pathlib
-from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
 
 from vit_locality import erasing
+from vit_locality.config_fields import flatten, get_field
 from vit_locality.data.datasets import DATASETS
 from vit_locality.errors import ConfigError, UserError
 from vit_locality.evaluators import NAMES as EVALUATORS
@@ -31,14 +31,6 @@ RESUMABLE_CHANGES = (
     "analysis.num_images",
     "analysis.every_epochs",
 )
-
-
-def get_field(config: ml_collections.ConfigDict | dict, dotted: str) -> Any:
-    """`get_field(config, "model.width")`; works on ConfigDicts and plain nested dicts."""
-    value: Any = config
-    for key in dotted.split("."):
-        value = value[key]
-    return value
 
 
 def _fail(field: str, value: Any, allowed: str) -> None:
@@ -145,20 +137,10 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
     _check_positive(config, "analysis.every_epochs", integer=False)
 
 
-def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
 def check_resumable(saved: dict, config: ml_collections.ConfigDict, workdir: str) -> None:
     """Raises ConfigError naming every field, outside RESUMABLE_CHANGES, whose value differs
     from the workdir's saved config (fields the saved config predates are not compared)."""
-    old, new = _flatten(saved), _flatten(config.to_dict())
+    old, new = flatten(saved), flatten(config)
     differing = [
         f"config.{field}={new[field]!r} differs from {old[field]!r}"
         for field in sorted(new)

@@ -67,37 +67,16 @@ class RunDir:
 
     def __init__(self, path: str | pathlib.Path):
         self.path = pathlib.Path(path)
+        self.config_file = self.path / "config.json"
+        self.plan_file = self.path / "plan.json"
+        self.metrics_file = self.path / "metrics.jsonl"
+        self.tensorboard_dir = self.path / "tensorboard"
+        self.checkpoints_dir = self.path / "checkpoints"
+        self.locality_file = self.path / "locality.json"
+        self.plots_dir = self.path / "plots"
 
     def __str__(self) -> str:
         return str(self.path)
-
-    @property
-    def config_file(self) -> pathlib.Path:
-        return self.path / "config.json"
-
-    @property
-    def plan_file(self) -> pathlib.Path:
-        return self.path / "plan.json"
-
-    @property
-    def metrics_file(self) -> pathlib.Path:
-        return self.path / "metrics.jsonl"
-
-    @property
-    def tensorboard_dir(self) -> pathlib.Path:
-        return self.path / "tensorboard"
-
-    @property
-    def checkpoints_dir(self) -> pathlib.Path:
-        return self.path / "checkpoints"
-
-    @property
-    def locality_file(self) -> pathlib.Path:
-        return self.path / "locality.json"
-
-    @property
-    def plots_dir(self) -> pathlib.Path:
-        return self.path / "plots"
 
     # ------------------------------------------------------------------ reading
 

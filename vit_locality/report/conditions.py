@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from vit_locality import protocol
+from vit_locality.config_fields import flatten
 from vit_locality.errors import UserError
 from vit_locality.workdir import RunDir
 
@@ -116,21 +117,11 @@ def load_runs(paths: Sequence[str | pathlib.Path]) -> list[Run]:
     ]
 
 
-def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def group_runs(runs: Iterable[Run]) -> list[Group]:
     """Runs grouped by config minus `LABEL_FIELDS`, in dataset and condition order."""
     by_key: dict[str, Group] = {}
     for run in runs:
-        flat = {k: v for k, v in _flatten(run.config).items() if k not in LABEL_FIELDS}
+        flat = {k: v for k, v in flatten(run.config).items() if k not in LABEL_FIELDS}
         key = json.dumps(flat, sort_keys=True)
         if key not in by_key:
             dataset, found = run.config["dataset"], protocol.components_of(run.config)
@@ -157,8 +148,8 @@ def _difference(group: Group, namesakes: list[Group]) -> str:
     """` [field=value, ...]`: the fields where `group` differs from a same-named group."""
     if len(namesakes) < 2:
         return ""
-    flats = [_flatten(g.runs[0].config) for g in namesakes]
-    mine = _flatten(group.runs[0].config)
+    flats = [flatten(g.runs[0].config) for g in namesakes]
+    mine = flatten(group.runs[0].config)
     fields = sorted(
         k
         for k in set().union(*flats)

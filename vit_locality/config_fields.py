@@ -1,0 +1,32 @@
+"""Dotted config field names ("model.width") over ConfigDicts and config.json's nested dicts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+_REQUIRED = object()
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """Every leaf field of `config` (a ConfigDict or nested dicts) by its dotted name."""
+    if hasattr(config, "to_dict"):
+        config = config.to_dict()
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def get_field(config: Any, dotted: str, default: Any = _REQUIRED) -> Any:
+    """`config["model"]["width"]` for "model.width"; `default` (when given) where a field is
+    missing, e.g. in a run's config.json from before the field existed."""
+    value = config
+    for key in dotted.split("."):
+        if default is not _REQUIRED and key not in value:
+            return default
+        value = value[key]
+    return value
