@@ -1,14 +1,23 @@
 """The run directory: what a run writes at its start (config.json, plan.json), whether it is
-finished, and the evaluators `config.evals` chooses."""
+finished, the evaluators `config.evals` chooses, and the same directory on gs:// (a fake GCS in
+memory)."""
 
 import dataclasses
+import importlib.util
 import json
 
+import fsspec
+import numpy as np
 import pytest
+from etils.epath import gpath
+from fsspec.implementations.memory import MemoryFileSystem
 
-from vit_locality import train
-from vit_locality.errors import ConfigError
-from vit_locality.validation import validate_config
+from vit_locality import sweep, train
+from vit_locality.analysis.locality import DEFINITIONS
+from vit_locality.analysis.results import locality_record, write_locality, write_training_curves
+from vit_locality.errors import ConfigError, UserError
+from vit_locality.report import write_report
+from vit_locality.validation import check_workdir, validate_config
 from vit_locality.workdir import RunDir, StepPlan
 
 from .conftest import CIFAR10_SAMPLE
@@ -63,4 +72,80 @@ def test_evals_must_name_known_evaluators_once(evals):
     assert str(error.value) == (
         f"config.evals={evals!r} is not allowed: a comma-separated subset of classification, "
         "locality"
+    )
+
+
+class _FakeGcs(MemoryFileSystem):
+    """fsspec's in-memory filesystem under the gs:// scheme."""
+
+    protocol = ("gs", "gcs")
+
+    def __init__(self, *args, finalize_on_close=True, **kwargs):
+        super().__init__(*args, **kwargs)
+
+
+@pytest.fixture
+def fake_gcs(monkeypatch):
+    """gs:// paths of etils.epath (what RunDir, the plots and orbax use) served from memory:
+    epath's fsspec backend instead of tf.io.gfile, with fsspec's memory filesystem as gs://."""
+    for name in _FakeGcs.protocol:
+        fsspec.register_implementation(name, _FakeGcs, clobber=True)
+    monkeypatch.setattr(gpath, "_is_tf_installed", lambda: False)
+    _FakeGcs.store.clear()
+    _FakeGcs.pseudo_dirs.clear()
+    _FakeGcs.pseudo_dirs.append("")
+    yield "gs://bucket"
+    _FakeGcs.store.clear()
+
+
+def test_a_run_directory_on_gcs_is_written_read_and_reported(fake_gcs):
+    """What train, analyze, sweep and report do to a workdir, on gs:// (the checkpoints go
+    through orbax's own gs:// support, which needs a real bucket)."""
+    config = tiny_config(20)
+    plan = StepPlan.from_config(config, 5085)
+    run_dir = RunDir(f"{fake_gcs}/runs/c10_seed0")
+    assert not run_dir.holds_run() and not run_dir.is_finished()
+    run_dir.write_start(config, plan)
+    rows = [
+        {"step": 10, "epoch": 0.13, "train/loss": 2.2},
+        {"step": 20, "epoch": 0.25, "train/loss": 2.1},
+        {"step": 20, "epoch": 0.25, "val/prec@1": 21.5, "val/loss": 2.0},
+    ]
+    with run_dir.metrics_file.open("a") as f:
+        f.write("".join(json.dumps(row) + "\n" for row in rows))
+    per_head = {name: np.full((2, 2), 0.4) for name in DEFINITIONS}
+    record = locality_record(
+        per_head,
+        step=20,
+        dataset="cifar10",
+        num_images=16,
+        image_size=32,
+        patch_size=4,
+        grid=(8, 8),
+        num_prefix_tokens=1,
+    )
+    write_locality(run_dir, record)
+    write_training_curves(run_dir)
+
+    again = RunDir(f"{fake_gcs}/runs/c10_seed0")
+    assert again.read_config() == config.to_dict() and again.read_plan() == plan
+    assert again.read_metrics() == rows and again.is_finished()
+    assert again.read_locality()["summary"] == record["summary"]
+    assert again.plots_dir.joinpath("training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert sweep.locality_note(again) == ""
+
+    report_md = write_report([f"{fake_gcs}/runs"], f"{fake_gcs}/report")
+    assert str(report_md) == f"{fake_gcs}/report/report.md"
+    assert "| `c10_seed0` | CIFAR-10 | cm+ls | 0 | 20 | 21.50 | 0.400 | step 20 |" in (
+        report_md.read_text()
+    )
+
+
+def test_a_gcs_workdir_without_the_libraries_that_reach_it_is_refused(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError) as error:
+        check_workdir("gs://bucket/run")
+    assert str(error.value) == (
+        "workdir gs://bucket/run: reaching GCS needs TensorFlow or gcsfs, and neither is "
+        "installed: pip install gcsfs"
     )

@@ -19,8 +19,10 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
 from vit_locality.errors import UserError, first_line, out_of_space
+from vit_locality.workdir import is_remote
 
 # How a failed write reaches us: an OSError from the main thread, or tensorstore's ValueError
 # ("RESOURCE_EXHAUSTED: ... [os_error_code='28']") re-raised from orbax's background threads.
@@ -61,10 +63,10 @@ def quiet_failed_saves() -> None:
 class Checkpointer:
     """Saves and restores `{"state": pytree, "meta": json dict}` under `directory`."""
 
-    def __init__(self, directory: str | pathlib.Path, keep: int):
-        self._directory = pathlib.Path(directory)
+    def __init__(self, directory: str | pathlib.Path | epath.Path, keep: int):
+        self._directory = epath.Path(directory)
         self._manager = ocp.CheckpointManager(
-            self._directory.absolute(),
+            self._directory if is_remote(directory) else self._directory.absolute(),
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
         )
 
@@ -125,6 +127,8 @@ class Checkpointer:
     def _check_room(self, state: Any) -> None:
         """Refuses to start a save the disk cannot hold (orbax's files are at most the state's
         bytes: zstd-compressed arrays plus a little metadata)."""
+        if is_remote(self._directory):  # a bucket has no free-space figure
+            return
         needed = sum(leaf.nbytes for leaf in jax.tree.leaves(state)) + 2**20
         free = shutil.disk_usage(self._directory).free
         if free < needed:

@@ -27,7 +27,7 @@ class MetricWriter:
         self._tensorboard = None
         if not enabled:
             return
-        self._jsonl = open(run_dir.metrics_file, "a")  # noqa: SIM115 (closed in close())
+        self._jsonl = run_dir.metrics_file.open("a")  # closed in close()
         try:
             from tensorboard.summary.writer.event_file_writer import EventFileWriter
 

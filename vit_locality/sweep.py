@@ -45,6 +45,7 @@ import sys
 from typing import Any
 
 import ml_collections
+from etils import epath
 
 from vit_locality.cli import ArgumentParser, load_config
 from vit_locality.errors import UserError
@@ -71,7 +72,7 @@ class Run:
         """The arguments of `python -m vit_locality.main`."""
         return [
             f"--config={self.config}",
-            f"--workdir={pathlib.Path(root) / self.name}",
+            f"--workdir={epath.Path(root) / self.name}",
             *(f"--config.{field}={value}" for field, value in self.overrides.items()),
         ]
 
@@ -171,7 +172,7 @@ class _Terminator:
         signal.signal(signal.SIGTERM, self._previous)
 
 
-def run_all(runs: list[Run], root: pathlib.Path) -> int:
+def run_all(runs: list[Run], root: epath.Path) -> int:
     """Runs every unfinished run in turn; prints a summary; returns the exit status (0 or 1)."""
     outcomes: dict[str, str] = {}
     terminator = _Terminator()
@@ -249,7 +250,7 @@ def main(argv: list[str]) -> int:
         for run in runs:
             print(shlex.join(["python", "-m", "vit_locality.main", *run.args(args.root)]))
         return 0
-    return run_all(runs, pathlib.Path(args.root))
+    return run_all(runs, epath.Path(args.root))
 
 
 if __name__ == "__main__":

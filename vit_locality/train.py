@@ -102,7 +102,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     mesh = sharding.make_mesh()
     validate_config(config, mesh.size)
     run_dir = RunDir(workdir)
-    check_workdir(run_dir.path)
+    check_workdir(workdir)
     saved_config = run_dir.read_config()
     if saved_config is not None:
         check_resumable(saved_config, config, workdir)

@@ -17,6 +17,7 @@ from vit_locality.errors import ConfigError, UserError
 from vit_locality.evaluators import NAMES as EVALUATORS
 from vit_locality.evaluators import evaluator_names
 from vit_locality.models import DTYPES
+from vit_locality.workdir import check_reachable, is_remote
 
 # Fields a run may change when it resumes: bookkeeping, the analysis, where the data is read
 # from. Any other difference would continue the run under another protocol or schedule.
@@ -153,10 +154,14 @@ def check_resumable(saved: dict, config: ml_collections.ConfigDict, workdir: str
         )
 
 
-def check_workdir(workdir: pathlib.Path) -> None:
-    """Raises UserError unless `workdir` is, or can be created as, a writable directory; checks
-    without creating anything."""
-    existing = workdir.absolute()
+def check_workdir(workdir: str | pathlib.Path) -> None:
+    """Raises UserError unless `workdir` is, or can be created as, a writable directory (for a
+    gs:// workdir: unless the libraries that reach GCS are installed); checks without creating
+    anything."""
+    check_reachable(workdir)
+    if is_remote(workdir):
+        return
+    existing = pathlib.Path(workdir).absolute()
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):

@@ -10,16 +10,21 @@
 
 `RunDir` is the one place that knows these names. Train writes config.json and plan.json at the
 start; sweep and report read whether a run is finished and its final step from plan.json.
+
+Paths are `etils.epath.Path`s (what orbax uses), so a workdir is a local path or `gs://bucket/run`;
+reaching GCS needs TensorFlow (its tf.io.gfile, in the default install) or gcsfs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import pathlib
 from typing import Any
 
 import ml_collections
+from etils import epath
 
 from vit_locality.errors import ConfigError, UserError
 
@@ -65,8 +70,8 @@ def default_workdir(config_arg: str) -> str:
 class RunDir:
     """A workdir, read and written through the names of the module docstring."""
 
-    def __init__(self, path: str | pathlib.Path):
-        self.path = pathlib.Path(path)
+    def __init__(self, path: str | pathlib.Path | epath.Path):
+        self.path = epath.Path(path)
         self.config_file = self.path / "config.json"
         self.plan_file = self.path / "plan.json"
         self.metrics_file = self.path / "metrics.jsonl"
@@ -135,7 +140,23 @@ class RunDir:
         self.plan_file.write_text(json.dumps(dataclasses.asdict(plan), indent=2) + "\n")
 
 
-def _read_json(path: pathlib.Path) -> Any:
+def is_remote(path: str | pathlib.Path | epath.Path) -> bool:
+    """Whether `path` is a URI (gs://, s3://, ...) rather than a local path."""
+    return "://" in str(path)
+
+
+def check_reachable(path: str | pathlib.Path | epath.Path) -> None:
+    """Raises UserError when `path` is on GCS and neither TensorFlow nor gcsfs can reach it."""
+    if str(path).startswith("gs://") and not any(
+        importlib.util.find_spec(module) for module in ("tensorflow", "gcsfs")
+    ):
+        raise UserError(
+            f"workdir {path}: reaching GCS needs TensorFlow or gcsfs, and neither is installed: "
+            "pip install gcsfs"
+        )
+
+
+def _read_json(path: epath.Path) -> Any:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:

@@ -12,12 +12,14 @@
 
 from __future__ import annotations
 
+import io
 import math
 import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from etils import epath
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -35,12 +37,15 @@ def new_figure(size: tuple[float, float]) -> Figure:
     return Figure(figsize=size, layout="constrained")
 
 
-def save_figure(fig: Figure, path: str | pathlib.Path) -> pathlib.Path:
-    """Writes `fig` as a PNG at `path` (parent directories created); returns `path`."""
-    path = pathlib.Path(path)
+def save_figure(fig: Figure, path: str | pathlib.Path | epath.Path) -> epath.Path:
+    """Writes `fig` as a PNG at `path`, local or gs:// (parent directories created); returns
+    `path`."""
+    path = epath.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=DPI)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=DPI)
+    path.write_bytes(png.getvalue())
     return path
 
 
@@ -52,7 +57,7 @@ def plot_per_head(
     title: str,
     uniform: float | None = None,
     pixels_per_unit: float | None = None,
-) -> pathlib.Path:
+) -> epath.Path:
     """Writes a per-head scatter: one dot per head at each layer, a bar at the layer's mean.
 
     Args:
@@ -99,7 +104,7 @@ def plot_attention_maps(
     *,
     title: str,
     head_labels: Sequence[str] | None = None,
-) -> pathlib.Path:
+) -> epath.Path:
     """Writes a grid: one row per image, its raw image, then each head's map over the image.
 
     Args:
@@ -150,7 +155,7 @@ def plot_attention_maps(
 
 def plot_training_curves(
     rows: Sequence[Mapping[str, Any]], path: str | pathlib.Path, *, title: str
-) -> pathlib.Path:
+) -> epath.Path:
     """Writes train loss, val prec@1 and first-layer min MAD against the step, side by side.
 
     Args:

@@ -16,14 +16,13 @@ the image width and entropy normalized to [0, 1] as in `locality.DEFINITIONS`:
 from __future__ import annotations
 
 import json
-import os
-import pathlib
 import re
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 import numpy as np
+from etils import epath
 from jax.sharding import Mesh
 
 from vit_locality.analysis import plots
@@ -92,7 +91,7 @@ def write_locality(run_dir: RunDir, record: Mapping[str, Any]) -> None:
         json.dumps(record, indent=1),
     )
     partial.write_text(text + "\n")
-    os.replace(partial, path)
+    partial.replace(path)
 
 
 def locality_scalars(summary: Mapping[str, Any]) -> dict[str, float]:
@@ -137,7 +136,7 @@ def write_locality_plots(
     record: Mapping[str, Any],
     images: np.ndarray,
     maps: np.ndarray,
-) -> list[pathlib.Path]:
+) -> list[epath.Path]:
     """Writes `plots/mad_per_head.png`, `plots/entropy_per_head.png`, `plots/attention_maps.png`.
 
     Args:
@@ -181,13 +180,13 @@ def write_locality_plots(
     ]
 
 
-def write_training_curves(run_dir: RunDir) -> pathlib.Path | None:
+def write_training_curves(run_dir: RunDir) -> epath.Path | None:
     """Redraws `plots/training_curves.png` from `metrics.jsonl`; None when it has no rows."""
     rows = run_dir.read_metrics()
     if not rows:
         return None
     return plots.plot_training_curves(
-        rows, run_dir.plots_dir / "training_curves.png", title=run_dir.path.resolve().name
+        rows, run_dir.plots_dir / "training_curves.png", title=run_dir.path.name
     )
 
 

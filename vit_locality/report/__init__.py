@@ -25,6 +25,8 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Sequence
 
+from etils import epath
+
 from vit_locality.report.conditions import DATASET_NAMES, group_runs, load_runs
 from vit_locality.report.figures import conditions_figure, curves_figure, per_head_figure
 from vit_locality.report.tables import baseline_vs_modern, conditions_table, runs_table
@@ -34,11 +36,11 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def write_report(paths: Sequence[str | pathlib.Path], out: str | pathlib.Path) -> pathlib.Path:
+def write_report(paths: Sequence[str | pathlib.Path], out: str | pathlib.Path) -> epath.Path:
     """Writes `out/report.md` and its figures for the runs in `paths`; returns report.md."""
     runs = load_runs(paths)
     groups = group_runs(runs)
-    out = pathlib.Path(out)
+    out = epath.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ordered = [run for g in groups for run in g.runs]
     labels = {run.name: g.label for g in groups for run in g.runs}

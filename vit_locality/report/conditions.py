@@ -11,10 +11,12 @@ import pathlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from etils import epath
+
 from vit_locality import protocol
 from vit_locality.config_fields import flatten
 from vit_locality.errors import UserError
-from vit_locality.workdir import RunDir
+from vit_locality.workdir import RunDir, is_remote
 
 DATASET_NAMES = {
     "cifar10": "CIFAR-10",
@@ -44,7 +46,7 @@ class Run:
     """
 
     name: str
-    path: pathlib.Path
+    path: epath.Path
     config: dict[str, Any]
     rows: list[dict[str, Any]]
     locality: dict[str, Any] | None
@@ -80,10 +82,10 @@ class Group:
         return [v for v in (get(run) for run in self.runs) if v is not None]
 
 
-def find_runs(paths: Sequence[str | pathlib.Path]) -> list[pathlib.Path]:
-    """Workdirs named by `paths`: each path is a workdir or a directory of workdirs."""
-    found: list[pathlib.Path] = []
-    for path in map(pathlib.Path, paths):
+def find_runs(paths: Sequence[str | pathlib.Path]) -> list[epath.Path]:
+    """Workdirs named by `paths` (local or gs://): each is a workdir or a directory of them."""
+    found: list[epath.Path] = []
+    for path in map(epath.Path, paths):
         if not path.is_dir():
             raise UserError(f"{path} is not a directory")
         if RunDir(path).holds_run():
@@ -93,10 +95,10 @@ def find_runs(paths: Sequence[str | pathlib.Path]) -> list[pathlib.Path]:
         if not subdirs:
             raise UserError(f"{path} holds no run: no config.json in it or in its subdirectories")
         found += subdirs
-    return list(dict.fromkeys(p.resolve() for p in found))
+    return list(dict.fromkeys(p if is_remote(p) else p.resolve() for p in found))
 
 
-def load_run(path: pathlib.Path, name: str) -> Run:
+def load_run(path: epath.Path, name: str) -> Run:
     run_dir = RunDir(path)
     return Run(
         name=name,
