@@ -6,10 +6,13 @@
 #   ./launch.sh tpu --name=NAME --zone=ZONE (--config=CONFIG | --sweep=SWEEP_FILE)
 #       [--accelerator=v4-8] [--version=tpu-ubuntu2204-base] [--workdir=DIR] [--dry-run] [-- ARGS]
 #       on a Cloud TPU VM, created when missing: copy the repository to every worker, pip install
-#       it with jax[tpu], run `vit_locality.main --multihost` (or `vit_locality.sweep`; ARGS are
-#       passed on) on all workers with the log in DIR/launch.log, then copy DIR back from worker
-#       0. DIR defaults to runs/<config name>[_<arg>] or runs/<sweep name>; a relative DIR is in
-#       the repository copy. --dry-run prints the gcloud commands ("+ " lines) and runs none.
+#       it with jax[tpu], run `vit_locality.main --multihost` (or `vit_locality.sweep
+#       --multihost`; ARGS are passed on) on all workers with the log in DIR/launch.log, then
+#       copy DIR back from worker 0. DIR defaults to runs/<config name>[_<arg>] or
+#       runs/<sweep name>; a relative DIR is in the repository copy. A gs://BUCKET/PATH DIR is
+#       shared by the workers and stays there (the log is ~/vit-locality/launch.log on each
+#       worker); slices with several workers (a size above 8: v4-16, v5litepod-16, ...) need one.
+#       --dry-run prints the gcloud commands ("+ " lines) and runs none.
 #
 # .venv is (re)installed whenever pyproject.toml changes. PYTHON picks the interpreter that
 # creates it (default python3; Python >= 3.10). `test` and `train` preload tcmalloc when it is
@@ -128,15 +131,26 @@ tpu() {
   else
     stem=${sweep##*/}
     workdir=${workdir:-runs/${stem%.py}}
-    train=(python3 -m vit_locality.sweep "$sweep" "--root=$workdir")
+    train=(python3 -m vit_locality.sweep "$sweep" "--root=$workdir" --multihost)
   fi
   train+=("${extra[@]}")
   local install="mkdir -p $REMOTE_DIR && tar -xzf $REMOTE_DIR.tar.gz -C $REMOTE_DIR"
   install+=" && cd $REMOTE_DIR && python3 -m pip install --quiet --upgrade pip"
   install+=" && python3 -m pip install --quiet -e . \"jax[tpu]\""
-  local run
-  run="cd $REMOTE_DIR && mkdir -p $(quote "$workdir") && set -o pipefail"
-  run+=" && $(quote "${train[@]}") 2>&1 | tee -a $(quote "$workdir/launch.log")"
+  local remote=0 run log
+  [[ $workdir != gs://* ]] || remote=1
+  if [[ ${accelerator##*-} =~ ^[0-9]+$ && ${accelerator##*-} -gt 8 && $remote == 0 ]]; then
+    die "./launch.sh tpu: --accelerator=$accelerator has several workers, which must share" \
+      "the workdir: use --workdir=gs://BUCKET/PATH"
+  fi
+  run="cd $REMOTE_DIR && set -o pipefail"
+  if [[ $remote == 1 ]]; then
+    log=launch.log
+  else
+    log=$workdir/launch.log
+    run+=" && mkdir -p $(quote "$workdir")"
+  fi
+  run+=" && $(quote "${train[@]}") 2>&1 | tee -a $(quote "$log")"
   local remote_workdir=$workdir local_parent=runs # an absolute DIR comes back into runs/
   if [[ $workdir != /* ]]; then
     remote_workdir=$REMOTE_DIR/$workdir
@@ -161,6 +175,7 @@ tpu() {
   gcloud_run compute tpus tpu-vm scp "$tarball" "$name:$REMOTE_DIR.tar.gz" "${at[@]}" --worker=all
   gcloud_run compute tpus tpu-vm ssh "$name" "${at[@]}" --worker=all "--command=$install"
   gcloud_run compute tpus tpu-vm ssh "$name" "${at[@]}" --worker=all "--command=$run" || status=$?
+  [[ $remote == 0 ]] || return "$status" # the results are in the bucket
   [[ $dry_run == 1 ]] || mkdir -p "$local_parent"
   gcloud_run compute tpus tpu-vm scp --recurse "$name:$remote_workdir" "$local_parent" \
     "${at[@]}" --worker=0

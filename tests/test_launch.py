@@ -114,7 +114,6 @@ def test_dry_run_of_a_sweep_with_options(tmp_path):
         *TPU,
         "--sweep=configs/sweeps/paper.py",
         "--workdir=runs/paper_v4",
-        "--accelerator=v4-32",
         "--version=tpu-ubuntu2204-base",
         "--dry-run",
         "--",
@@ -122,10 +121,48 @@ def test_dry_run_of_a_sweep_with_options(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     _, create, _, _, run, back = _gcloud_calls(result.stdout)
-    assert "--accelerator-type=v4-32" in create and "--worker=all" in run
+    assert "--accelerator-type=v4-8" in create and "--worker=all" in run
     sweep = ["python3", "-m", "vit_locality.sweep", "configs/sweeps/paper.py"]
-    assert _contains(_remote(run), [*sweep, "--root=runs/paper_v4", "--variant=smoke"])
+    assert _contains(
+        _remote(run), [*sweep, "--root=runs/paper_v4", "--multihost", "--variant=smoke"]
+    )
     assert back[5:8] == ["--recurse", "vit:vit-locality/runs/paper_v4", "runs"]
+
+
+def test_dry_run_of_a_multi_worker_slice_on_a_gcs_workdir(tmp_path):
+    """v4-32 has 4 workers: every one runs the same command on the shared gs:// workdir, the
+    log stays on each worker, and nothing is copied back."""
+    result = _launch(
+        _bin_dir(tmp_path, "dirname"),
+        *TPU,
+        "--config=configs/cifar100_modern.py",
+        "--workdir=gs://my-bucket/cifar100_modern",
+        "--accelerator=v4-32",
+        "--dry-run",
+    )
+    assert result.returncode == 0, result.stderr
+    calls = _gcloud_calls(result.stdout)
+    assert [call[4] for call in calls] == ["describe", "create", "scp", "ssh", "ssh"]
+    run = calls[-1]
+    assert "--accelerator-type=v4-32" in calls[1] and "--worker=all" in run
+    words = _remote(run)
+    assert _contains(
+        words,
+        [
+            "python3",
+            "-m",
+            "vit_locality.main",
+            "--multihost",
+            "--config=configs/cifar100_modern.py",
+            "--workdir=gs://my-bucket/cifar100_modern",
+            "2>&1",
+            "|",
+            "tee",
+            "-a",
+            "launch.log",
+        ],
+    )
+    assert "mkdir" not in words
 
 
 @pytest.mark.parametrize(
@@ -135,6 +172,11 @@ def test_dry_run_of_a_sweep_with_options(tmp_path):
         (["tpu", "--name=n"], "needs --zone=ZONE, --config=CONFIG or --sweep=SWEEP_FILE; e.g."),
         ([*TPU, "--config=c.py", "--sweep=s.py"], "takes --config or --sweep, not both"),
         ([*TPU, "--config=c.py", "--config.lr=1"], "unknown argument '--config.lr=1'"),
+        (
+            [*TPU, "--config=c.py", "--accelerator=v4-16"],
+            "--accelerator=v4-16 has several workers, which must share the workdir: use "
+            "--workdir=gs://BUCKET/PATH",
+        ),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path, args, message):

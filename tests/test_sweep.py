@@ -36,6 +36,10 @@ def test_paper_sweep_prints_its_12_runs_and_seeds_multiply_them(capsys):
     assert len(lines) == 24
     assert lines[0].endswith("--workdir=runs/paper/cifar10_baseline_seed0 --config.seed=0")
     assert lines[1].endswith("--workdir=runs/paper/cifar10_baseline_seed1 --config.seed=1")
+    lines = printed(capsys, PAPER, "--root=gs://bucket/paper", "--multihost")  # a TPU pod
+    assert lines[0].endswith(
+        "--workdir=gs://bucket/paper/cifar10_baseline_seed0 --config.seed=0 --multihost"
+    )
 
 
 def test_variant_and_global_overrides_apply_to_every_run(capsys):

@@ -22,7 +22,13 @@ from vit_locality.workdir import default_workdir
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/X.py:smoke.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default runs/<config>[_<arg>]).")
 _MULTIHOST = flags.DEFINE_bool(
-    "multihost", False, "Call jax.distributed.initialize() first (TPU pods, multi-node GPU)."
+    "multihost",
+    False,
+    "Start JAX's distributed runtime first (TPU pods, multi-node GPU, or several processes "
+    "with JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID set).",
+)
+_COORDINATOR_TIMEOUT = flags.DEFINE_integer(
+    "coordinator_timeout", 300, "--multihost: seconds to wait for the other processes."
 )
 flags.mark_flags_as_required(["config"])
 
@@ -30,17 +36,15 @@ flags.mark_flags_as_required(["config"])
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    import jax
-
-    if _MULTIHOST.value:
-        jax.distributed.initialize()
+    from vit_locality import multihost
     from vit_locality.checkpointing import quiet_failed_saves
     from vit_locality.train import TrainingDiverged, train_and_evaluate
 
     quiet_failed_saves()
-
     workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
     try:
+        if _MULTIHOST.value:
+            multihost.initialize(_COORDINATOR_TIMEOUT.value)
         train_and_evaluate(_CONFIG.value, workdir)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """Run a sweep of training runs one after another, skipping finished ones and resuming the rest.
 
     python -m vit_locality.sweep configs/sweeps/paper.py --root=runs/paper [--seeds=N]
-        [--variant=smoke] [--print] [--config.x=y ...]
+        [--variant=smoke] [--print] [--multihost] [--config.x=y ...]
 
 Run it from the repository root (config paths are relative to it). A sweep file is a Python file
 with `get_sweep() -> list[dict]`, one dict per run:
@@ -172,8 +172,9 @@ class _Terminator:
         signal.signal(signal.SIGTERM, self._previous)
 
 
-def run_all(runs: list[Run], root: epath.Path) -> int:
-    """Runs every unfinished run in turn; prints a summary; returns the exit status (0 or 1)."""
+def run_all(runs: list[Run], root: epath.Path, main_flags: tuple[str, ...] = ()) -> int:
+    """Runs every unfinished run in turn (`main_flags` go to each `vit_locality.main`); prints a
+    summary; returns the exit status (0 or 1)."""
     outcomes: dict[str, str] = {}
     terminator = _Terminator()
     try:
@@ -185,7 +186,7 @@ def run_all(runs: list[Run], root: epath.Path) -> int:
                 outcomes[run.name] = "finished before (skipped)" + locality_note(run_dir)
                 print(f"[{i}/{len(runs)}] {run.name}: {outcomes[run.name]}", flush=True)
                 continue
-            command = [sys.executable, "-m", "vit_locality.main", *run.args(root)]
+            command = [sys.executable, "-m", "vit_locality.main", *run.args(root), *main_flags]
             print(f"[{i}/{len(runs)}] {run.name}: {shlex.join(command)}", flush=True)
             try:
                 terminator.child = subprocess.Popen(command)
@@ -221,6 +222,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
     parser.add_argument("--seeds", type=int, help="seeds 0..N-1 per run (default: SEEDS or 1)")
     parser.add_argument("--variant", help="appended to every config argument, e.g. smoke")
     parser.add_argument("--print", action="store_true", help="print the commands, run nothing")
+    parser.add_argument(
+        "--multihost", action="store_true", help="pass --multihost to every run (TPU pods)"
+    )
     args, rest = parser.parse_known_args(argv)
     overrides = {}
     for item in rest:
@@ -246,11 +250,12 @@ def main(argv: list[str]) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    flags = ("--multihost",) if args.multihost else ()
     if args.print:
         for run in runs:
-            print(shlex.join(["python", "-m", "vit_locality.main", *run.args(args.root)]))
+            print(shlex.join(["python", "-m", "vit_locality.main", *run.args(args.root), *flags]))
         return 0
-    return run_all(runs, epath.Path(args.root))
+    return run_all(runs, epath.Path(args.root), flags)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from vit_locality import checkpointing, metrics, sharding, step, train_state
+from vit_locality import checkpointing, metrics, multihost, sharding, step, train_state
 from vit_locality.data.datasets import DATASETS
 from vit_locality.data.sources import load_split
 from vit_locality.evaluators import build_evaluators
@@ -154,7 +154,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 state, step_metrics = train_step(state, batch)
             pending.append((step_num, step_metrics))
             is_last = step_num == plan.total_steps
-            preempted = stop.received  # read once: a SIGTERM between two reads would skip the save
+            # SIGTERM on any process stops every process at the same step: they agree at each
+            # log step (one process: at every step). The flag is read once: a SIGTERM between
+            # two reads would skip the save it announced.
+            agree = jax.process_count() == 1 or step_num % config.log_every_steps == 0
+            preempted = agree and multihost.any_process(stop.received)
             must_save = step_num % config.ckpt_every_steps == 0 or is_last or preempted
             epoch = step_num / plan.steps_per_epoch
 

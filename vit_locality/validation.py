@@ -61,7 +61,8 @@ def _check_range(
 
 
 def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
-    """Raises ConfigError on the first field whose value is not allowed."""
+    """Raises ConfigError on the first field whose value is not allowed; `num_devices` counts
+    the devices of every process (so a batch that divides them divides the processes too)."""
     _check_choice(config, "dataset", tuple(DATASETS))
     _check_choice(config, "data.source", ("tfds", "files"))
     info = DATASETS[config.dataset]

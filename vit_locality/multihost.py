@@ -1,0 +1,73 @@
+"""Several processes, one run (JAX's multi-controller runtime): starting it, and agreeing.
+
+`initialize` starts the runtime the way the machine asks: from `JAX_COORDINATOR_ADDRESS`,
+`JAX_NUM_PROCESSES` and `JAX_PROCESS_ID` when all three are set (several processes on one or more
+machines without a cluster manager), else by JAX's own detection (Cloud TPU VMs, Slurm, Open MPI).
+A coordinator that does not answer is a one-line `UserError`, not the runtime's abort.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from vit_locality.errors import UserError
+
+_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+
+
+def _wait_for(address: str, timeout_s: float) -> bool:
+    """Whether a TCP connection to `host:port` opens within `timeout_s` seconds."""
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=1.0):
+                return True
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+
+
+def initialize(timeout_s: int) -> None:
+    """Starts JAX's distributed runtime; UserError when the environment is incomplete or the
+    coordinator (process 0) does not answer within `timeout_s` seconds."""
+    given = {name: os.environ.get(name) for name in _ENV}
+    if not any(given.values()):
+        jax.distributed.initialize(initialization_timeout=timeout_s)
+        return
+    missing = [name for name, value in given.items() if not value]
+    if missing:
+        raise UserError(f"--multihost: {', '.join(_ENV)} go together; {missing[0]} is not set")
+    address = given["JAX_COORDINATOR_ADDRESS"]
+    try:
+        count, index = int(given["JAX_NUM_PROCESSES"]), int(given["JAX_PROCESS_ID"])
+    except ValueError:
+        raise UserError(
+            f"--multihost: JAX_NUM_PROCESSES={given['JAX_NUM_PROCESSES']!r} and "
+            f"JAX_PROCESS_ID={given['JAX_PROCESS_ID']!r} must be integers"
+        ) from None
+    if not 0 <= index < count:
+        raise UserError(f"--multihost: JAX_PROCESS_ID={index} is not in [0, {count})")
+    # Process 0 hosts the coordinator; the others check it answers before the runtime, which
+    # aborts the process (no exception) when it does not.
+    if index > 0 and not _wait_for(address, timeout_s):
+        raise UserError(
+            f"--multihost: the coordinator at {address} did not answer within {timeout_s} s "
+            f"(process {index} of {count}); start process 0 there, or fix JAX_COORDINATOR_ADDRESS"
+        )
+    jax.distributed.initialize(address, count, index, initialization_timeout=timeout_s)
+
+
+def any_process(flag: bool) -> bool:
+    """Whether `flag` is true on any process. A collective: every process calls it at the same
+    point of the loop."""
+    if jax.process_count() == 1:
+        return flag
+    return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
