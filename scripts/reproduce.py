@@ -1,7 +1,7 @@
 """Reproduce the CutMix split on real images within a time budget, and pack the results.
 
     python scripts/reproduce.py --out=results/DATE-DEVICE-cutmix [--budget_s=420] [--data=data]
-        [--root=runs/reproduce] [--tiny] [--max_runs=N]
+        [--root=runs/reproduce] [--tiny] [--max_runs=N] [--archive]
 
 1. Trains the runs of `configs/sweeps/reproduce.py` in the order the finding needs them
    (`priority`: CIFAR-10 Baseline and +CutMix, then +LS and +CutMix+LS, then seed 1, then
@@ -14,7 +14,8 @@
    checkpoints) into OUT/runs/NAME; writes OUT/summary.md (per dataset and condition: top-1,
    first-layer and early min MAD, first-layer min entropy, mean ± std over seeds, and whether
    every CutMix run is below every run without it) and OUT/reproduce.json (device, versions,
-   wall times, runs skipped).
+   wall times, runs skipped); with `--archive`, OUT.tar.gz in place of the folder (one file to
+   bring back from a machine that returns few files).
 
 DATA holds `cifar10-sample/` and `fashion-mnist/` (copy them from ../shared/data; `data/` is
 ignored by git). No TensorFlow is needed. `--tiny` runs the same code paths with a tiny ViT and
@@ -195,6 +196,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--root", default="runs/reproduce", help="the runs' workdirs")
     parser.add_argument("--tiny", action="store_true", help="tiny ViT, a few steps (CPU check)")
     parser.add_argument("--max_runs", type=int, default=None, help="only the first N by priority")
+    parser.add_argument(
+        "--archive", action="store_true", help="OUT.tar.gz in place of OUT (one file)"
+    )
     args = parser.parse_args(argv)
     for folder in ("cifar10-sample", "fashion-mnist"):
         if not (pathlib.Path(args.data) / folder).is_dir():
@@ -221,6 +225,9 @@ def main(argv: list[str]) -> int:
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "reproduce.json").write_text(json.dumps(record, indent=2) + "\n")
+    if args.archive:  # OUT.tar.gz in place of OUT
+        shutil.make_archive(str(out), "gztar", root_dir=out.parent, base_dir=out.name)
+        shutil.rmtree(out)
     print(f"wrote {out}: {len(trained)} of {len(runs)} runs finished", flush=True)
     return 0 if trained else 1
 

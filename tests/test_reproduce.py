@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 
 import pytest
 
@@ -26,6 +27,10 @@ def reproduce(tmp_path, *args):
         command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    if "--archive" in args:  # the folder became out.tar.gz
+        with tarfile.open(tmp_path / "out.tar.gz") as archive:
+            assert not (tmp_path / "out").exists()
+            return json.load(archive.extractfile("out/reproduce.json")), archive.getnames()
     return json.loads((tmp_path / "out" / "reproduce.json").read_text())
 
 
@@ -55,8 +60,9 @@ def test_the_reproduction_runs_by_priority_and_packs_its_results(tmp_path):
     assert summary[-1].startswith("- CIFAR-10: the split ")
 
     # Again, with a fourth run and no time left: the three are not retrained, the fourth waits.
-    record = reproduce(tmp_path, "--max_runs=4", "--budget_s=0")
+    record, names = reproduce(tmp_path, "--max_runs=4", "--budget_s=0", "--archive")
     statuses = [r["status"] for r in record["runs"]]
     assert statuses[:3] == ["finished before"] * 3
     assert record["runs"][3]["name"] == "c10_cm+ls_seed0"
     assert statuses[3].startswith("skipped (expected ")
+    assert "out/summary.md" in names and "out/runs/c10_cm_seed0/locality.json" in names
