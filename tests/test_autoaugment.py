@@ -14,6 +14,7 @@ from PIL import Image, ImageEnhance, ImageOps
 tf = pytest.importorskip("tensorflow")
 
 from vit_locality.data import autoaugment as aa  # noqa: E402
+from vit_locality.data import autoaugment_policy  # noqa: E402
 
 # torchvision AutoAugment._get_policies(AutoAugmentPolicy.CIFAR10), the AutoAugment paper's table.
 PUBLISHED_CIFAR10_POLICY = [
@@ -182,9 +183,11 @@ def test_magnitude_bins_follow_the_augmentation_space():
         "Solarize": 255 - 255 * b / 9,
     }
     for op, expected in closed_form.items():
-        np.testing.assert_allclose(aa._magnitudes(op, NUM_BINS, 32, 32), expected, rtol=1e-6)
+        np.testing.assert_allclose(
+            autoaugment_policy.magnitudes(op, NUM_BINS, 32, 32), expected, rtol=1e-6
+        )
     # Whole-pixel translations: int() of 0, 1.61, 3.22, ..., 14.50.
-    pixels = [int(m) for m in aa._magnitudes("TranslateX", NUM_BINS, 32, 32)]
+    pixels = [int(m) for m in autoaugment_policy.magnitudes("TranslateX", NUM_BINS, 32, 32)]
     assert pixels == [0, 1, 3, 4, 6, 8, 9, 11, 12, 14]
 
 
