@@ -1,8 +1,11 @@
-"""Throughput of the tf.data train input, Baseline and Modern, on CIFAR-size images.
+"""Throughput of the train input, Baseline and Modern, on CIFAR-size images: tf.data on the host
+and the same augmentation on the device (`data.on_device=True`).
 
 Runs the real `train_batches` pipeline (step-indexed order, per-example stateless augmentation,
-batching) on the real CIFAR-10 sample when `../shared/data/cifar10-sample` exists, else on random
-images, and prints one JSON line per protocol: img/s, img/s per core, the cores it ran on.
+batching) and the real `device_train_batches` (the jitted gather + augmentation on one device)
+on the real CIFAR-10 sample when `../shared/data/cifar10-sample` exists, else on random images,
+and prints one JSON line per (input, protocol): img/s, img/s per core, the cores it ran on, and
+for the device input the milliseconds per batch.
 
     python benchmarks/input_pipeline.py [--batch_size=128] [--batches=200] [--cores=N]
 """
@@ -70,6 +73,43 @@ def main() -> None:
             "img_per_s": round(img_per_s, 1),
             "img_per_s_per_core": round(img_per_s / cores, 1),
             "cores": cores,
+            "image_size": 32,
+            "batch_size": args.batch_size,
+            "data": source,
+        }
+        print(json.dumps(row), flush=True)
+
+    import jax
+
+    from vit_locality import sharding
+    from vit_locality.data.device_input import AugSpec, device_train_batches
+
+    mesh = sharding.make_mesh(1)
+    for name, aug in PROTOCOLS.items():
+        spec = AugSpec(aug["crop_padding"], aug["flip"], aug["autoaugment"], aug["color_jitter"])
+        batches = device_train_batches(
+            images,
+            labels,
+            mesh=mesh,
+            global_batch_size=args.batch_size,
+            start_step=0,
+            total_steps=args.batches + 3,
+            seed=0,
+            aug=spec,
+        )
+        for _ in range(3):  # compile
+            jax.block_until_ready(next(batches))
+        start = time.perf_counter()
+        for batch in batches:
+            jax.block_until_ready(batch)
+        seconds = time.perf_counter() - start
+        row = {
+            "name": f"input_pipeline/device/{name}",
+            "img_per_s": round(args.batches * args.batch_size / seconds, 1),
+            "img_per_s_per_core": round(args.batches * args.batch_size / seconds / cores, 1),
+            "ms_per_batch": round(1000 * seconds / args.batches, 2),
+            "cores": cores,
+            "device_kind": jax.devices()[0].device_kind,
             "image_size": 32,
             "batch_size": args.batch_size,
             "data": source,

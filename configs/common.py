@@ -64,8 +64,9 @@ def get_config(
     config.data = ml_collections.ConfigDict()
     config.data.source = "tfds"  # tfds | files (the official files in data.dir, offline)
     config.data.dir = ""  # files: the dataset's official files; tfds: its data_dir (optional)
-    # Keep the decoded train set on the accelerator and crop/flip there (Baseline augmentation
-    # only; no TensorFlow in the loop). For small datasets when the host cannot keep up.
+    # Keep the decoded train set on the accelerator and augment it there (crop, flip, AutoAugment,
+    # ColorJitter: every protocol; no TensorFlow in the loop). For small datasets when the host
+    # cannot keep up.
     config.data.on_device = False
 
     config.seed = 0

@@ -5,12 +5,12 @@ import jax
 import numpy as np
 
 from vit_locality import sharding
-from vit_locality.data.device_input import device_train_batches
+from vit_locality.data.device_input import AugSpec, device_train_batches
 
 
 def _batches(images, labels, mesh, **kwargs):
     defaults = dict(
-        mesh=mesh, global_batch_size=8, start_step=0, total_steps=6, seed=0, padding=2, flip=True
+        mesh=mesh, global_batch_size=8, start_step=0, total_steps=6, seed=0, aug=AugSpec(2, True)
     )
     return [jax.device_get(b) for b in device_train_batches(images, labels, **(defaults | kwargs))]
 
@@ -52,8 +52,7 @@ def test_batches_are_sharded_over_the_mesh():
             start_step=0,
             total_steps=1,
             seed=0,
-            padding=0,
-            flip=False,
+            aug=AugSpec(0, False),
         )
     )
     assert batch["image"].sharding.spec[0] == "data"

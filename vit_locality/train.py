@@ -65,7 +65,7 @@ def _train_input(
 ) -> Iterator[dict[str, jax.Array]]:
     """Global train batches from `start_step` on: tf.data on the host, or on the device."""
     if config.data.on_device:
-        from vit_locality.data.device_input import device_train_batches
+        from vit_locality.data.device_input import AugSpec, device_train_batches
 
         return device_train_batches(
             images,
@@ -75,8 +75,7 @@ def _train_input(
             start_step=start_step,
             total_steps=plan.total_steps,
             seed=config.seed,
-            padding=config.aug.crop_padding,
-            flip=config.aug.flip,
+            aug=AugSpec.from_config(config.aug),
         )
     from vit_locality.data.augment import make_train_augment  # TensorFlow from here on
     from vit_locality.data.train_input import train_batches

@@ -101,12 +101,6 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
             f"False for {config.dataset} (no AutoAugment policy; use aug.color_jitter)",
         )
     _check_range(config, "aug.color_jitter", 0.0, 1.0, high_open=False)
-    if config.data.on_device and (config.aug.autoaugment or config.aug.color_jitter > 0):
-        _fail(
-            "data.on_device",
-            True,
-            "False when aug.autoaugment or aug.color_jitter is on (they run in tf.data)",
-        )
     _check_range(config, "aug.random_erasing", 0.0, 1.0, high_open=False)
     _check_choice(config, "aug.random_erasing_mode", erasing.MODES)
 

@@ -4,13 +4,17 @@ The decoded training set (uint8) is put on every device once. Each step's global
 gathered and augmented there by a jitted function of the step number, with the same epoch
 structure as the tf.data input (a permutation per epoch, full batches, remainder dropped) but
 JAX's random streams, so the batches differ from tf.data's while staying a function of the step:
-resume is exact. Only the Baseline augmentation (zero-pad + random crop, flip) is available here;
-AutoAugment and ColorJitter need the tf.data input.
+resume is exact. Every protocol's augmentation runs here: zero-pad + random crop and flip, then
+AutoAugment (CIFAR-10 policy) and/or ColorJitter (`device_augment`, the tf.data ops' semantics
+bit for bit). The example at stream position p draws from `rng.augment_key(seed, p)`: crop and
+flip from its sub-key 0, AutoAugment from 1, ColorJitter from 2.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +22,21 @@ import numpy as np
 from jax.sharding import Mesh
 
 from vit_locality import rng, sharding
+from vit_locality.data import device_augment
+
+
+@dataclasses.dataclass(frozen=True)
+class AugSpec:
+    """The `config.aug` fields the device input applies."""
+
+    padding: int
+    flip: bool
+    autoaugment: bool = False
+    color_jitter: float = 0.0
+
+    @classmethod
+    def from_config(cls, aug: Any) -> AugSpec:
+        return cls(aug.crop_padding, aug.flip, bool(aug.autoaugment), float(aug.color_jitter))
 
 
 def pad_crop_flip(key: jax.Array, image: jax.Array, padding: int, flip: bool) -> jax.Array:
@@ -33,9 +52,17 @@ def pad_crop_flip(key: jax.Array, image: jax.Array, padding: int, flip: bool) ->
     return image
 
 
-def make_batch_fn(
-    num_examples: int, global_batch_size: int, *, seed: int, padding: int, flip: bool
-):
+def augment_one(key: jax.Array, image: jax.Array, aug: AugSpec) -> jax.Array:
+    """The train augmentation of one uint8 `[H, W, C]` image (the order of `data/augment.py`)."""
+    image = pad_crop_flip(jax.random.fold_in(key, 0), image, aug.padding, aug.flip)
+    if aug.autoaugment:
+        image = device_augment.autoaugment(image, jax.random.fold_in(key, 1))
+    if aug.color_jitter > 0:
+        image = device_augment.color_jitter(image, aug.color_jitter, jax.random.fold_in(key, 2))
+    return image
+
+
+def make_batch_fn(num_examples: int, global_batch_size: int, *, seed: int, aug: AugSpec):
     """`(images [N,H,W,C], labels [N], step) -> {"image": [B,H,W,C], "label": [B]}`, jittable."""
     steps_per_epoch = num_examples // global_batch_size
 
@@ -45,7 +72,7 @@ def make_batch_fn(
         rows = jax.lax.dynamic_slice(order, (within * global_batch_size,), (global_batch_size,))
         positions = step * global_batch_size + jnp.arange(global_batch_size)
         keys = jax.vmap(lambda p: rng.augment_key(seed, p))(positions)
-        augmented = jax.vmap(lambda k, x: pad_crop_flip(k, x, padding, flip))(keys, images[rows])
+        augmented = jax.vmap(lambda k, x: augment_one(k, x, aug))(keys, images[rows])
         return {"image": augmented, "label": labels[rows]}
 
     return batch_fn
@@ -60,15 +87,14 @@ def device_train_batches(
     start_step: int,
     total_steps: int,
     seed: int,
-    padding: int,
-    flip: bool,
+    aug: AugSpec,
 ) -> Iterator[dict[str, jax.Array]]:
     """Global batches of steps `start_step .. total_steps-1`, already sharded over `mesh`."""
     replicated = sharding.replicated(mesh)
     images_d = jax.device_put(images, replicated)
     labels_d = jax.device_put(labels.astype(np.int32), replicated)
     batch_fn = jax.jit(
-        make_batch_fn(len(images), global_batch_size, seed=seed, padding=padding, flip=flip),
+        make_batch_fn(len(images), global_batch_size, seed=seed, aug=aug),
         out_shardings=sharding.batch_sharded(mesh),
     )
     for step in range(start_step, total_steps):
