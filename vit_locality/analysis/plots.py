@@ -159,8 +159,8 @@ def plot_training_curves(
     """Writes train loss, val prec@1 and first-layer min MAD against the step, side by side.
 
     Args:
-      rows: `metrics.jsonl` rows (`vit_locality.metrics.read_metrics`); a panel whose key no row
-        has (or only non-finite values, stored as strings) says so instead of plotting.
+      rows: `metrics.jsonl` rows (`RunDir.read_metrics`); a panel whose key no row has (or
+        only non-finite values, stored as strings) says so instead of plotting.
       path: the PNG to write.
       title: the figure title.
 
