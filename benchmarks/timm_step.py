@@ -16,7 +16,8 @@ on GPU, and what `shared.py` assumes) unless `--no-tf32`. Runs on CUDA when avai
 all CPU cores. Needs PyTorch and timm, not JAX.
 
     python benchmarks/timm_step.py [--batch_size=128] [--dtypes=float32,bfloat16]
-        [--models=cifar,tiny_imagenet] [--steps=20] [--compile] [--no-tf32] [--peak_tflops=N]
+        [--models=cifar,tiny_imagenet] [--steps=20] [--windows=1] [--compile] [--no-tf32]
+        [--peak_tflops=N]
 """
 
 from __future__ import annotations
@@ -232,12 +233,15 @@ def benchmark(
         )
         return None
     warmup_seconds = time.perf_counter() - start
-    faults, start = shared.minor_page_faults(), time.perf_counter()
-    for _ in range(args.steps):
-        train_step(bench, modern.grad_clip_norm)
-    synchronize(device)
-    seconds = (time.perf_counter() - start) / args.steps
-    faults_per_step = round((shared.minor_page_faults() - faults) / args.steps)
+    faults, window_seconds = shared.minor_page_faults(), []
+    for _ in range(args.windows):  # the step time is the median window's
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            train_step(bench, modern.grad_clip_norm)
+        synchronize(device)
+        window_seconds.append((time.perf_counter() - start) / args.steps)
+    seconds = sorted(window_seconds)[len(window_seconds) // 2]
+    faults_per_step = round((shared.minor_page_faults() - faults) / (args.steps * args.windows))
     kind = device_kind(device)
     peak = args.peak_tflops or shared.peak_for(kind, dtype, 1)
     tflops = flops / seconds / 1e12
@@ -285,6 +289,7 @@ def main() -> None:
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--models", default="cifar,tiny_imagenet")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--windows", type=int, default=1, help="median of N timed windows")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument(
         "--tf32",

@@ -6,7 +6,9 @@ analysis, the achieved TFLOP/s and, when the device's peak is known (or given wi
 label smoothing, forward, backward, AdamW), on the Modern protocol. No TensorFlow needed.
 
     python benchmarks/train_step.py [--batch_size=128] [--dtypes=float32,bfloat16]
-        [--models=cifar,tiny_imagenet] [--steps=20] [--peak_tflops=N]
+        [--models=cifar,tiny_imagenet] [--steps=20] [--windows=1] [--peak_tflops=N]
+
+With `--windows=N` the step time is the median of N timed windows of `--steps` steps each.
 """
 
 from __future__ import annotations
@@ -59,7 +61,9 @@ def setup(model_name: str, dtype: str):
     return state, train_step, info, config.model.patch_size, mesh
 
 
-def benchmark(model_name: str, dtype: str, batch_size: int, steps: int, peak: float | None):
+def benchmark(
+    model_name: str, dtype: str, batch_size: int, steps: int, peak: float | None, windows: int = 1
+):
     state, train_step, info, patch, mesh = setup(model_name, dtype)
     shape = (info.image_size, info.image_size, info.channels)
     rng = np.random.default_rng(0)
@@ -75,12 +79,15 @@ def benchmark(model_name: str, dtype: str, batch_size: int, steps: int, peak: fl
     for _ in range(2):  # warm up
         state, metrics = compiled(state, batch)
     jax.block_until_ready(metrics)
-    faults, start = shared.minor_page_faults(), time.perf_counter()
-    for _ in range(steps):
-        state, metrics = compiled(state, batch)
-    jax.block_until_ready((state, metrics))
-    seconds = (time.perf_counter() - start) / steps
-    faults_per_step = round((shared.minor_page_faults() - faults) / steps)
+    faults, window_seconds = shared.minor_page_faults(), []
+    for _ in range(windows):
+        start = time.perf_counter()
+        for _ in range(steps):
+            state, metrics = compiled(state, batch)
+        jax.block_until_ready((state, metrics))
+        window_seconds.append((time.perf_counter() - start) / steps)
+    seconds = float(np.median(window_seconds))
+    faults_per_step = round((shared.minor_page_faults() - faults) / (steps * windows))
     row = {
         "name": f"train_step/{model_name}",
         "img_per_s": round(batch_size / seconds, 1),
@@ -96,6 +103,7 @@ def benchmark(model_name: str, dtype: str, batch_size: int, steps: int, peak: fl
         "mfu": round(flops / seconds / 1e12 / peak, 4) if flops and peak else None,
         "malloc": shared.malloc_library(),
         "page_faults_per_step": faults_per_step,
+        "windows": windows,
     }
     print(json.dumps(row), flush=True)
     return row
@@ -107,12 +115,13 @@ def main() -> None:
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--models", default="cifar,tiny_imagenet")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--windows", type=int, default=1, help="median of N timed windows")
     parser.add_argument("--peak_tflops", type=float, default=None, help="peak of all devices")
     args = parser.parse_args()
     for model_name in args.models.split(","):
         for dtype in args.dtypes.split(","):
             peak = peak_tflops(dtype, args.peak_tflops)
-            benchmark(model_name, dtype, args.batch_size, args.steps, peak)
+            benchmark(model_name, dtype, args.batch_size, args.steps, peak, args.windows)
 
 
 if __name__ == "__main__":
