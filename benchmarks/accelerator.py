@@ -11,8 +11,8 @@ DIR/log.txt (every sub-command and its output). In order:
    checkpoint, kill and resume): passed / failed / skipped counts.
 3. `train_step` rows: ours (`train_step.py`, mode "jit") in float32 and bfloat16, batch 128, 512
    and 2048, at 32 px (CIFAR) and 64 px (Tiny-ImageNet); timm's twin (`timm_step.py`) eager at
-   the same sizes and `torch.compile`d at batch 512, 32 px (compiles take minutes: the 8-minute
-   budget keeps one size). img/s is the median of 5 timed windows after warm-up; MFU against
+   the same sizes and `torch.compile`d at batch 512, 32 px only (the 8-minute budget keeps one
+   compiled size). img/s is the median of 5 timed windows after warm-up; MFU against
    `shared.PEAK_TFLOPS` (bf16 dense peak; float32 matmuls run as TF32 on NVIDIA GPUs, whose
    peak is half of it).
 4. `end_to_end`: `configs/fashion_mnist_baseline.py` with `data.on_device=True` on the full
@@ -39,6 +39,15 @@ import time
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parent
 REPO = BENCHMARKS.parent
+# The repository on the import path of this process and of every sub-command (`python
+# benchmarks/X.py` puts only benchmarks/ there), where the package is not pip-installed.
+sys.path.insert(0, str(REPO))
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+}
+from vit_locality.workdir import RunDir  # noqa: E402
+
 NO_TENSORFLOW_TESTS = (
     "tests/test_model.py",
     "tests/test_step.py",
@@ -72,7 +81,7 @@ class Report:
         began = time.monotonic()
         try:
             done = subprocess.run(
-                command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+                command, cwd=REPO, env=env or ENV, capture_output=True, text=True, timeout=timeout
             )
             status, stdout, stderr = f"exit {done.returncode}", done.stdout, done.stderr
         except subprocess.TimeoutExpired as e:
@@ -153,10 +162,7 @@ def end_to_end(report: Report, data: pathlib.Path, sizes: dict, workdir: pathlib
     main += ["--config.analysis.num_images=16"]  # the run is for its training speed
     main += [f"--config.ckpt_every_steps={steps}", f"--config.eval_every_steps={steps}"]
     report.run(main, 600)
-    metrics = workdir / "metrics.jsonl"
-    rows = (
-        [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else []
-    )
+    rows = RunDir(workdir).read_metrics()
     speeds = [r["train/img_per_s"] for r in rows if "train/img_per_s" in r][1:]  # after compile
     alone = json_rows(
         report.run(

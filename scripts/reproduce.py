@@ -153,7 +153,7 @@ def summary(out: pathlib.Path) -> list[str]:
         "top-1 (%)": (lambda r: r.top1, 2),
         "min MAD, layer 1": (lambda r: r.summary("min_mad_first_layer"), 3),
         "min MAD, first third": (lambda r: r.summary("min_mad_early"), 3),
-        "min entropy, layer 1": (lambda r: _first(r.summary("entropy_min")), 3),
+        "min entropy, layer 1": (lambda r: r.first_layer("entropy_min"), 3),
     }
     rows = [
         [DATASET_NAMES.get(g.dataset, g.dataset), g.label, str(len(g.runs))]
@@ -182,10 +182,6 @@ def summary(out: pathlib.Path) -> list[str]:
             f"{max(mads[True]):.3f}, the lowest without {min(mads[False]):.3f} (gap {gap:+.3f})."
         )
     return lines
-
-
-def _first(values: list[float] | None) -> float | None:
-    return None if values is None else values[0]
 
 
 def main(argv: list[str]) -> int:

@@ -29,6 +29,22 @@ LOCALITY_JSON_KEYS = [
 ]
 
 
+def cifar_locality_record(per_head, *, step: int, num_images: int) -> dict:
+    """The locality.json record of a CLS ViT on CIFAR (32 px, patch 4, an 8x8 grid)."""
+    from vit_locality.analysis.results import locality_record
+
+    return locality_record(
+        per_head,
+        step=step,
+        dataset="cifar10",
+        num_images=num_images,
+        image_size=32,
+        patch_size=4,
+        grid=(8, 8),
+        num_prefix_tokens=1,
+    )
+
+
 @pytest.fixture
 def cifar10_dir() -> pathlib.Path:
     """The real CIFAR-10 sample in the official binary layout; skips when absent."""

@@ -17,7 +17,6 @@ from vit_locality.analysis.attention_pass import (
 from vit_locality.analysis.locality import DEFINITIONS, locality_metrics
 from vit_locality.analysis.results import (
     format_table,
-    locality_record,
     locality_scalars,
     write_locality,
 )
@@ -25,7 +24,7 @@ from vit_locality.models import ViT
 from vit_locality.predict import Predictor, normalize
 from vit_locality.workdir import RunDir
 
-from .conftest import LOCALITY_JSON_KEYS
+from .conftest import LOCALITY_JSON_KEYS, cifar_locality_record
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 NAMES = sorted(DEFINITIONS)
@@ -139,16 +138,7 @@ def test_pass_memory_is_about_one_layer_of_attention():
 def test_locality_json_schema_and_scalars(tmp_path):
     rng = np.random.default_rng(3)
     per_head = {name: rng.uniform(0.0, 1.0, (3, 2)) for name in NAMES}
-    record = locality_record(
-        per_head,
-        step=7,
-        dataset="cifar10",
-        num_images=13,
-        image_size=32,
-        patch_size=4,
-        grid=(8, 8),
-        num_prefix_tokens=1,
-    )
+    record = cifar_locality_record(per_head, step=7, num_images=13)
     write_locality(RunDir(tmp_path), record)
     on_disk = json.loads((tmp_path / "locality.json").read_text())
     assert on_disk == record

@@ -13,26 +13,21 @@ from vit_locality.data import device_augment as dev
 from vit_locality.data import files
 from vit_locality.data.autoaugment_policy import CIFAR10_POLICY, OP_NAMES, SIGNED_OPS
 
+from .conftest import CIFAR10_SAMPLE
+
 tf = pytest.importorskip("tensorflow")
 from vit_locality.data import autoaugment as tf_aa  # noqa: E402
 from vit_locality.data import color_jitter as tf_cj  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def images(cifar10_dir_module):
-    rgb = files.read_cifar10(cifar10_dir_module, "test")[0][:6]
-    flat = np.full((32, 32, 3), 77, np.uint8)  # a flat image: AutoContrast/Equalize edge cases
-    gray = rgb[:1, ..., :1]  # one channel, as Fashion-MNIST
-    return [*rgb, flat, gray[0]]
-
-
-@pytest.fixture(scope="module")
-def cifar10_dir_module():
-    from .conftest import CIFAR10_SAMPLE
-
+def images():
     if not (CIFAR10_SAMPLE / "test_batch.bin").exists():
         pytest.skip("real CIFAR-10 sample absent")
-    return CIFAR10_SAMPLE
+    rgb = files.read_cifar10(CIFAR10_SAMPLE, "test")[0][:6]
+    flat = np.full((32, 32, 3), 77, np.uint8)  # a flat image: AutoContrast/Equalize edge cases
+    gray = rgb[0, ..., :1]  # one channel, as Fashion-MNIST
+    return [*rgb, flat, gray]
 
 
 CASES = [

@@ -14,13 +14,13 @@ from fsspec.implementations.memory import MemoryFileSystem
 
 from vit_locality import sweep, train
 from vit_locality.analysis.locality import DEFINITIONS
-from vit_locality.analysis.results import locality_record, write_locality, write_training_curves
+from vit_locality.analysis.results import write_locality, write_training_curves
 from vit_locality.errors import ConfigError, UserError
 from vit_locality.report import write_report
 from vit_locality.validation import check_workdir, validate_config
 from vit_locality.workdir import RunDir, StepPlan
 
-from .conftest import CIFAR10_SAMPLE
+from .conftest import CIFAR10_SAMPLE, cifar_locality_record
 from .test_faults import tiny_config
 
 
@@ -114,16 +114,7 @@ def test_a_run_directory_on_gcs_is_written_read_and_reported(fake_gcs):
     with run_dir.metrics_file.open("a") as f:
         f.write("".join(json.dumps(row) + "\n" for row in rows))
     per_head = {name: np.full((2, 2), 0.4) for name in DEFINITIONS}
-    record = locality_record(
-        per_head,
-        step=20,
-        dataset="cifar10",
-        num_images=16,
-        image_size=32,
-        patch_size=4,
-        grid=(8, 8),
-        num_prefix_tokens=1,
-    )
+    record = cifar_locality_record(per_head, step=20, num_images=16)
     write_locality(run_dir, record)
     write_training_curves(run_dir)
 

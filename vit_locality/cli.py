@@ -49,9 +49,8 @@ def field_names(config: ml_collections.ConfigDict) -> list[str]:
     return leaves + sorted(groups)
 
 
-def config_files(near: str) -> list[str]:
-    """The experiment configs beside `near` (or in configs/ when that folder does not exist)."""
-    folder = pathlib.Path(near).parent
+def config_files(folder: pathlib.Path) -> list[str]:
+    """The experiment configs in `folder` (configs/ when it does not exist or is the cwd)."""
     if not folder.is_dir() or folder == pathlib.Path("."):
         folder = pathlib.Path("configs")
     return sorted(
@@ -88,13 +87,14 @@ def load_config(spec: str, overrides: Mapping[str, str] | None = None) -> ml_col
     overrides = dict(overrides or {})
     path = spec.partition(":")[0]
     if not pathlib.Path(path).is_file():
-        raise UserError(
-            f"--config={spec}: no config file {path}; configs: {', '.join(config_files(path))}"
-        )
+        configs = ", ".join(config_files(pathlib.Path(path).parent))
+        raise UserError(f"--config={spec}: no config file {path}; configs: {configs}")
     try:
         base = _parse(spec, {})
     except (flags.Error, OSError) as e:  # get_config raised: the reason is the last line
         raise UserError(f"--config={spec}: {_last_line(e)}") from e
+    if not overrides:
+        return base
     names = field_names(base)
     for field in overrides:
         if field not in names:
@@ -139,7 +139,7 @@ def parse_flags(argv: list[str]) -> list[str]:
         if "config" in flags.FLAGS:
             spec, overrides = config_args(argv[1:])
             if spec is None:
-                configs = ", ".join(config_files("configs/x.py"))
+                configs = ", ".join(config_files(pathlib.Path("configs")))
                 raise UserError(f"--config is required: one of {configs} (with :ARG for a variant)")
             load_config(spec, overrides)
         with warnings.catch_warnings():

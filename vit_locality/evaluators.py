@@ -144,26 +144,30 @@ def build_evaluators(
     run_dir: RunDir,
 ) -> list[Evaluator]:
     """The evaluators `config.evals` names, in that order."""
-    built: dict[str, Evaluator] = {}
+    built: list[Evaluator] = []
     for name in evaluator_names(config):
         if name == "classification":
-            built[name] = Classification(
-                predictor,
-                test_images,
-                test_labels,
-                num_classes=DATASETS[config.dataset].num_classes,
-                batch_size=config.batch_size,
-                mesh=mesh,
-                every_steps=plan.eval_every_steps,
+            built.append(
+                Classification(
+                    predictor,
+                    test_images,
+                    test_labels,
+                    num_classes=DATASETS[config.dataset].num_classes,
+                    batch_size=config.batch_size,
+                    mesh=mesh,
+                    every_steps=plan.eval_every_steps,
+                )
             )
         elif name == "locality":
-            built[name] = Locality(
-                run_dir,
-                predictor,
-                test_images[: config.analysis.num_images],
-                dataset=config.dataset,
-                batch_size=config.batch_size,
-                mesh=mesh,
-                every_steps=plan.analysis_every_steps,
+            built.append(
+                Locality(
+                    run_dir,
+                    predictor,
+                    test_images[: config.analysis.num_images],
+                    dataset=config.dataset,
+                    batch_size=config.batch_size,
+                    mesh=mesh,
+                    every_steps=plan.analysis_every_steps,
+                )
             )
-    return list(built.values())
+    return built

@@ -80,9 +80,6 @@ class RunDir:
         self.locality_file = self.path / "locality.json"
         self.plots_dir = self.path / "plots"
 
-    def __str__(self) -> str:
-        return str(self.path)
-
     # ------------------------------------------------------------------ reading
 
     def holds_run(self) -> bool:

@@ -66,6 +66,11 @@ class Run:
         """`locality.json`'s summary[key], or None without locality.json."""
         return None if self.locality is None else self.locality["summary"][key]
 
+    def first_layer(self, key: str) -> float | None:
+        """The first layer's value of a per-layer summary (`mad_mean`, `entropy_min`, ...)."""
+        values = self.summary(key)
+        return None if values is None else values[0]
+
 
 @dataclasses.dataclass
 class Group:

@@ -97,8 +97,8 @@ def baseline_vs_modern(groups: list[Group]) -> list[str]:
                     _min_mad(g),
                     _paper_cell(g, bounds=False),
                     _min_mad(g, "min_mad_early"),
-                    mean_std(g.values(lambda r: _first(r.summary("mad_mean"))), 3),
-                    mean_std(g.values(lambda r: _first(r.summary("entropy_mean"))), 3),
+                    mean_std(g.values(lambda r: r.first_layer("mad_mean")), 3),
+                    mean_std(g.values(lambda r: r.first_layer("entropy_mean")), 3),
                 ]
                 for g in groups
             ),
@@ -124,10 +124,6 @@ def baseline_vs_modern(groups: list[Group]) -> list[str]:
             "",
         ]
     return lines
-
-
-def _first(values: list[float] | None) -> float | None:
-    return None if values is None else values[0]
 
 
 def _layer_means(group: Group, key: str, depth: int) -> list[str]:
