@@ -10,10 +10,15 @@ os.environ["XLA_FLAGS"] = (
 import pytest  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-CIFAR10_SAMPLE = SHARED_DATA / "cifar10-sample"
-CIFAR100_SAMPLE = SHARED_DATA / "cifar100-sample"
-FASHION_MNIST = SHARED_DATA / "fashion-mnist"
+# The real data: data/ in the repository where it was copied there (as on an accelerator machine,
+# which gets only the repository), else ../shared/data beside the checkout.
+DATA_DIR = next(
+    (d for d in (REPO_ROOT / "data", REPO_ROOT.parent / "shared" / "data") if d.is_dir()),
+    REPO_ROOT.parent / "shared" / "data",
+)
+CIFAR10_SAMPLE = DATA_DIR / "cifar10-sample"
+CIFAR100_SAMPLE = DATA_DIR / "cifar100-sample"
+FASHION_MNIST = DATA_DIR / "fashion-mnist"
 # locality.json's keys, in order, as DESIGN.md pins them.
 LOCALITY_JSON_KEYS = [
     "step",

@@ -11,8 +11,9 @@ on real images read from DATA (`data/` in the repository, ignored by git):
     python scripts/reproduce.py --out=results/DATE-DEVICE-cutmix   # priority order, time budget
     python -m vit_locality.sweep configs/sweeps/reproduce.py --root=runs/reproduce --seeds=2
 
-`scripts/reproduce.py` runs these in the order the result needs them (CIFAR-10 Baseline and
-+CutMix, then the other two, then seed 1, then Fashion-MNIST) within a time budget. The paper
+`scripts/reproduce.py` runs these in the order the result needs them (Baseline and +CutMix,
+then the other two, then seed 1, then the other dataset) within a time budget, and can size the
+first dataset's epochs from the device's measured throughput (`--img_per_s`). The paper
 (CIFAR-100, AutoAugment on): every condition with CutMix has first-layer min MAD <= 0.024, every
 one without >= 0.210.
 """

@@ -1,0 +1,63 @@
+"""Child processes that stop at a time limit, whole: a child's own children stop with it.
+
+`run` starts a command in a new process group (`own_group=True`) and, at its limit or when the
+caller is interrupted (an exception, e.g. raised by the caller's SIGTERM handler), sends the whole
+group SIGTERM, then SIGKILL after `grace_s`: `subprocess.run(timeout=...)` kills only the direct
+child, and a grandchild left behind would keep the accelerator. With `own_group=False` the child
+stays in the caller's group (so a caller stopped by its own parent takes the child with it) and
+the signals go to the child alone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Sequence
+from typing import IO
+
+
+def run(
+    command: Sequence[str],
+    *,
+    timeout_s: float,
+    cwd: str | os.PathLike | None = None,
+    env: dict[str, str] | None = None,
+    output: IO | None = None,
+    own_group: bool = True,
+    grace_s: float = 10.0,
+) -> int | None:
+    """Runs `command` for at most `timeout_s` seconds (then `grace_s` more after SIGTERM), with
+    stdout and stderr into `output` (an open file; inherited when None). Returns its exit code,
+    or None when it was stopped at the limit. Nothing of it outlives the call."""
+    child = subprocess.Popen(
+        list(command),
+        cwd=cwd,
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT if output is not None else None,
+        start_new_session=own_group,
+    )
+    try:
+        return child.wait(timeout=max(timeout_s, 0.0))
+    except subprocess.TimeoutExpired:
+        return None
+    finally:
+        if child.poll() is None:
+            _signal(child, signal.SIGTERM, own_group)
+            try:
+                child.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+        _signal(child, signal.SIGKILL, own_group)  # also what the child left running
+        child.wait()
+
+
+def _signal(child: subprocess.Popen, signum: int, own_group: bool) -> None:
+    try:
+        if own_group:
+            os.killpg(child.pid, signum)
+        elif child.poll() is None:
+            child.send_signal(signum)
+    except ProcessLookupError:  # the group is already empty
+        pass

@@ -1,0 +1,197 @@
+"""`scripts/gpu_visit.py`, tried as the lent GPU machine runs it: from a plain copy of the
+repository, in a Python where the project is not installed, TensorFlow and tfds cannot be imported
+and ml-collections comes only from a `--target` folder on PYTHONPATH, with the data in `data/`.
+Also: its children stop whole at a limit, and the visit ends by its deadline."""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tarfile
+import time
+
+import pytest
+
+from .conftest import CIFAR10_SAMPLE, DATA_DIR, FASHION_MNIST, REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import process_group  # noqa: E402
+
+needs_data = pytest.mark.skipif(
+    not (CIFAR10_SAMPLE / "test_batch.bin").exists() or not FASHION_MNIST.is_dir(),
+    reason="real data absent",
+)
+# What the visit's machine lacks: left out of the bare Python's site-packages.
+ABSENT = ("tensorflow", "tensorflow_datasets", "ml_collections", "vit_locality", "__editable__")
+
+
+@pytest.fixture(scope="module")
+def as_there(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path, dict[str, str]]:
+    """(a plain copy of the repository with its data in data/, a bare Python, its environment).
+
+    The bare Python is a venv whose site-packages links every package of this one but those in
+    ABSENT (and no .pth file, so no editable install); ml_collections is copied into a target
+    folder on PYTHONPATH, as `pip install --target` of its wheel leaves it."""
+    root = tmp_path_factory.mktemp("as_there")
+    repo = root / "repo"
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, listed):
+        source = REPO_ROOT / name
+        if source.is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            (repo / name).write_bytes(source.read_bytes())
+    (repo / "data").mkdir()
+    for folder in ("cifar10-sample", "fashion-mnist"):
+        (repo / "data" / folder).symlink_to(DATA_DIR / folder)
+
+    bare = root / "python"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", bare], check=True)
+    ours = pathlib.Path(sysconfig.get_paths()["purelib"])
+    theirs = next((bare / "lib").glob("python3*/site-packages"))
+    target = root / "target"
+    target.mkdir()
+    for entry in ours.iterdir():
+        if entry.name.startswith("ml_collections"):  # the package and its dist-info
+            shutil.copytree(entry, target / entry.name)
+        if entry.suffix == ".pth" or entry.name.startswith(ABSENT):
+            continue
+        (theirs / entry.name).symlink_to(entry)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"  # one device, as one GPU
+    return repo, bare / "bin" / "python", env
+
+
+FIND = "import importlib.util, json, sys; print(json.dumps([getattr(importlib.util.find_spec(m), \
+'origin', None) for m in sys.argv[1:]]))"
+
+
+@needs_data
+def test_the_bare_python_is_the_machine_s(as_there):
+    repo, python, env = as_there
+    modules = ["vit_locality", "tensorflow", "tensorflow_datasets", "ml_collections", "jax"]
+    out = subprocess.run(
+        [python, "-c", FIND, *modules], cwd="/", env=env, capture_output=True, text=True
+    )
+    origins = dict(zip(modules, json.loads(out.stdout), strict=True))
+    assert origins["vit_locality"] is origins["tensorflow"] is origins["tensorflow_datasets"]
+    assert origins["vit_locality"] is None
+    assert origins["ml_collections"].startswith(env["PYTHONPATH"]) and origins["jax"]
+
+
+def visit(
+    as_there, out: pathlib.Path, budget_s: float
+) -> tuple[subprocess.CompletedProcess, float]:
+    repo, python, env = as_there
+    command = [python, "scripts/gpu_visit.py", "--tiny", f"--out={out}", f"--budget_s={budget_s}"]
+    began = time.monotonic()
+    result = subprocess.run(
+        command, cwd=repo, env=env, capture_output=True, text=True, timeout=budget_s + 60
+    )
+    return result, time.monotonic() - began
+
+
+@needs_data
+def test_the_visit_packs_every_stage_from_a_plain_copy(as_there, tmp_path):
+    result, _ = visit(as_there, tmp_path, budget_s=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    files = ["log.txt", "reproduction.tar.gz", "results.jsonl", "summary.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == files
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    stages = [(r["stage"], r["status"]) for r in rows if r["name"] == "stage"]
+    assert stages == [
+        (name, "done") for name in ("env", "tests", "speed", "reproduction", "more_speed")
+    ]
+    named = {}
+    for row in rows:
+        named.setdefault(row["name"], []).append(row)
+    assert named["env"][0]["device_kind"] == "cpu" and named["env"][0]["device_count"] == 1
+    pytest_row = named["pytest"][0]
+    assert pytest_row["passed"] > 0 and pytest_row["failed"] == pytest_row["errors"] == 0
+    ours = named["train_step"][0]
+    assert (ours["framework"], ours["mode"], ours["dtype"]) == ("jax", "jit", "bfloat16")
+    assert ours["batch_size"] == 8 and ours["windows"] == 2 and ours["img_per_s"] > 0
+    speed = named["speed"][0]  # no torch in this Python: timm's row is missing, no ratio
+    assert speed["ours_img_per_s"] == ours["img_per_s"] and speed["ratio"] is None
+    assert "pip install torch timm" in (tmp_path / "log.txt").read_text()
+    assert [r["dtype"] for r in named["train_step"]] == ["bfloat16", "float32"]  # stage 5
+    assert named["locality_pass"][0]["img_per_s"] > 0
+
+    reproduction = named["reproduction"][0]
+    assert reproduction["img_per_s"] == round(ours["img_per_s"], 1)
+    runs = reproduction["runs"]
+    assert [(r["name"], r["status"]) for r in runs] == [
+        ("c10_baseline_seed0", "finished"),
+        ("c10_cm_seed0", "finished"),
+    ]
+    with tarfile.open(tmp_path / "reproduction.tar.gz") as archive:
+        names = archive.getnames()
+        config = json.load(archive.extractfile("reproduction/runs/c10_cm_seed0/config.json"))
+        plan = json.load(archive.extractfile("reproduction/runs/c10_cm_seed0/plan.json"))
+        run_summary = archive.extractfile("reproduction/summary.md").read().decode()
+    assert "reproduction/runs/c10_baseline_seed0/locality.json" in names
+    assert not any("checkpoints" in name for name in names)
+    # Sized from the step's throughput: a CPU's fits less than an epoch, so the floor of 1.
+    assert config["total_epochs"] == 1.0 and config["warmup_epochs"] == 0.1
+    assert plan["total_steps"] == 5085 // 64  # one epoch of the sample at the tiny batch
+    assert f"| c10_cm_seed0 | {plan['total_steps']} | 1 |" in run_summary
+
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.startswith("# GPU visit: cpu x 1")
+    assert "no ratio (a row is missing: see log.txt)" in summary
+    assert run_summary.strip() in summary and "## Stages" in summary
+
+
+@needs_data
+def test_the_visit_ends_by_its_deadline_with_what_it_finished(as_there, tmp_path):
+    result, seconds = visit(as_there, tmp_path, budget_s=20)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert seconds < 20 + 5  # the interpreter's start and exit
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert rows[0]["name"] == "env" and rows[-1]["name"] == "done"
+    statuses = {r["stage"]: r["status"] for r in rows if r["name"] == "stage"}
+    assert list(statuses) == ["env", "tests", "speed", "reproduction", "more_speed"]
+    assert set(statuses.values()) <= {"done", "no time left"}
+    assert statuses["reproduction"] == "no time left"  # it needs RESERVE_S and more
+    assert (tmp_path / "summary.md").read_text().startswith("# GPU visit: cpu x 1")
+
+
+GRANDCHILD = """
+import subprocess, sys, time
+grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+print(grandchild.pid, flush=True)
+time.sleep(float(sys.argv[1]))
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = pathlib.Path(f"/proc/{pid}/stat")
+    return not (state.exists() and state.read_text().split(") ")[1].startswith("Z"))
+
+
+@pytest.mark.parametrize("child_sleeps, expected", [(60, None), (0, 0)])
+def test_a_child_stops_whole_at_its_limit_or_exit(tmp_path, child_sleeps, expected):
+    """At the limit, or when the child exits first, nothing it started is left running."""
+    with (tmp_path / "output").open("w+") as output:
+        began = time.monotonic()
+        code = process_group.run(
+            [sys.executable, "-c", GRANDCHILD, str(child_sleeps)],
+            timeout_s=5, output=output, grace_s=1,
+        )  # fmt: skip
+        assert time.monotonic() - began < 5 + 1 + 5
+        output.seek(0)
+        grandchild = int(output.read().split()[0])
+    assert code == expected
+    deadline = time.monotonic() + 5  # the init process reaps the killed orphan
+    while alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(grandchild)
