@@ -41,11 +41,9 @@ import sys
 import tarfile
 import time
 
-import process_group
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # a plain copy: `python scripts/X.py` puts only scripts/ there
-from vit_locality import sweep  # noqa: E402
+from vit_locality import process_group, sweep  # noqa: E402
 from vit_locality.report import write_report  # noqa: E402
 from vit_locality.report.conditions import DATASET_NAMES, group_runs, load_runs  # noqa: E402
 from vit_locality.report.tables import mean_std, table  # noqa: E402

@@ -1,6 +1,6 @@
 """One visit to a lent GPU in one command: the numbers it is for, under one hard deadline.
 
-    python scripts/gpu_visit.py --out=OUT [--budget_s=540] [--data=data] [--tiny]
+    python benchmarks/accelerator.py --out=OUT [--budget_s=540] [--data=data] [--tiny]
 
 Run it from a plain copy of the repository: nothing pip-installed, no TensorFlow, ml-collections
 from its wheel on PYTHONPATH if need be, DATA holding `cifar10-sample/` and `fashion-mnist/`.
@@ -26,7 +26,7 @@ finished before it:
 
 Every child runs in its own process group and is stopped whole (SIGTERM, then SIGKILL) at its
 limit, which is never past the deadline; a SIGTERM to the visit stops its child and writes the
-summary. `--tiny` runs every stage at tiny sizes on a CPU (tests/test_gpu_visit.py).
+summary. `--tiny` runs every stage at tiny sizes on a CPU (tests/test_accelerator.py).
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ import sys
 import tempfile
 import time
 
-import process_group
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # a plain copy: `python benchmarks/X.py` puts only benchmarks/ there
+from vit_locality import process_group  # noqa: E402
 
-SCRIPTS = pathlib.Path(__file__).resolve().parent
-REPO = SCRIPTS.parent
 # The repository on every child's import path (`python benchmarks/X.py` puts only benchmarks/
 # there, and nothing is pip-installed).
 ENV = {
@@ -260,12 +260,16 @@ def speed(visit: Visit, sizes: dict) -> float | None:
 def reproduction(visit: Visit, sizes: dict, data: str, img_per_s: float | None) -> None:
     """Stage 4: scripts/reproduce.py with the time left but the reserve; its folder comes back
     as OUT/reproduction.tar.gz (rewritten after each run)."""
-    work = REPO / "runs" / "gpu_visit"  # a rerun on the same machine resumes its runs
+    work = REPO / "runs" / "accelerator"  # a rerun on the same machine resumes its runs
     pack_s = 30  # SIGTERM to the run, its checkpoint, the last pack
     budget = visit.left() - sizes["reserve_s"] - pack_s
     if budget < sizes["min_start_s"]:
         raise NoTime
-    command = [sys.executable, str(SCRIPTS / "reproduce.py"), f"--out={work / 'reproduction'}"]
+    command = [
+        sys.executable,
+        str(REPO / "scripts" / "reproduce.py"),
+        f"--out={work / 'reproduction'}",
+    ]
     command += [f"--root={work / 'runs'}", f"--data={data}", f"--budget_s={budget:.0f}"]
     command += [f"--archive={visit.out / 'reproduction.tar.gz'}", *sizes["repro_args"]]
     command += [f"--img_per_s={img_per_s:.1f}"] if img_per_s else []
@@ -343,8 +347,8 @@ def summary_lines(visit: Visit) -> list[str]:
     lines = [
         f"# GPU visit: {env.get('device_kind', '?')} x {env.get('device_count', '?')}",
         "",
-        f"`python scripts/gpu_visit.py {' '.join(visit.argv)}`: budget {visit.budget_s:.0f} s, "
-        f"{time.monotonic() - visit.began:.0f} s so far. Versions: "
+        f"`python benchmarks/accelerator.py {' '.join(visit.argv)}`: budget "
+        f"{visit.budget_s:.0f} s, {time.monotonic() - visit.began:.0f} s so far. Versions: "
         + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items() if v),
     ]
     for speed in named.get("speed", []):
@@ -409,7 +413,7 @@ def stop(signum, frame):
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python scripts/gpu_visit.py")
+    parser = argparse.ArgumentParser(prog="python benchmarks/accelerator.py")
     parser.add_argument("--out", required=True, help="the four files go here")
     parser.add_argument("--budget_s", type=float, default=540.0, help="the visit's deadline")
     parser.add_argument("--data", default="data", help="holds cifar10-sample/, fashion-mnist/")

@@ -1,4 +1,4 @@
-"""`scripts/gpu_visit.py`, tried as the lent GPU machine runs it: from a plain copy of the
+"""`benchmarks/accelerator.py`, tried as the lent GPU machine runs it: from a plain copy of the
 repository, in a Python where the project is not installed, TensorFlow and tfds cannot be imported
 and ml-collections comes only from a `--target` folder on PYTHONPATH, with the data in `data/`.
 Also: its children stop whole at a limit, and the visit ends by its deadline."""
@@ -15,10 +15,9 @@ import time
 
 import pytest
 
-from .conftest import CIFAR10_SAMPLE, DATA_DIR, FASHION_MNIST, REPO_ROOT
+from vit_locality import process_group
 
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-import process_group  # noqa: E402
+from .conftest import CIFAR10_SAMPLE, DATA_DIR, FASHION_MNIST, REPO_ROOT
 
 needs_data = pytest.mark.skipif(
     not (CIFAR10_SAMPLE / "test_batch.bin").exists() or not FASHION_MNIST.is_dir(),
@@ -88,7 +87,13 @@ def visit(
     as_there, out: pathlib.Path, budget_s: float
 ) -> tuple[subprocess.CompletedProcess, float]:
     repo, python, env = as_there
-    command = [python, "scripts/gpu_visit.py", "--tiny", f"--out={out}", f"--budget_s={budget_s}"]
+    command = [
+        python,
+        "benchmarks/accelerator.py",
+        "--tiny",
+        f"--out={out}",
+        f"--budget_s={budget_s}",
+    ]
     began = time.monotonic()
     result = subprocess.run(
         command, cwd=repo, env=env, capture_output=True, text=True, timeout=budget_s + 60
