@@ -1,7 +1,7 @@
 """Tiny-ImageNet (64 px, 200 classes), Baseline protocol (pad-8 random crop + flip).
 
 Patch 8 and crop padding 8 (common.py scales both with the image size) keep the 8x8 token
-grid and the padding-to-size ratio of the 32 px configs (DESIGN.md's defaults; the paper does
+grid and the padding-to-size ratio of the 32 px configs (the project's defaults; the paper does
 not state them).
 
     python -m vit_locality.main --config=configs/tiny_imagenet_baseline.py \\

@@ -19,7 +19,7 @@ DATA_DIR = next(
 CIFAR10_SAMPLE = DATA_DIR / "cifar10-sample"
 CIFAR100_SAMPLE = DATA_DIR / "cifar100-sample"
 FASHION_MNIST = DATA_DIR / "fashion-mnist"
-# locality.json's keys, in order, as DESIGN.md pins them.
+# locality.json's keys, in order, as docs/locality.md gives them.
 LOCALITY_JSON_KEYS = [
     "step",
     "dataset",

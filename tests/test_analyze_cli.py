@@ -1,6 +1,6 @@
 """`python -m vit_locality.analyze` on a real smoke run's checkpoint: restored onto another device
-count, it writes locality.json in the DESIGN.md schema and the plots; a directory without a run or
-a step that was not saved is one `error:` line, exit 2, and changes nothing."""
+count, it writes locality.json in docs/locality.md's schema and the plots; a directory without a
+run or a step that was not saved is one `error:` line, exit 2, and changes nothing."""
 
 import json
 import os

@@ -1,4 +1,5 @@
-"""Locality metrics against exact sanity cases and a slow reference written from DESIGN.md."""
+"""Locality metrics against exact sanity cases and a slow reference written from
+docs/locality.md."""
 
 import json
 import math
@@ -22,7 +23,7 @@ STATIC = ("grid", "num_prefix_tokens", "patch_size")
 jit_metrics = jax.jit(locality_metrics, static_argnames=STATIC)
 jit_sums = jax.jit(locality_sums, static_argnames=STATIC)
 # Mean Euclidean distance, in patches, between two cells drawn uniformly from an 8x8 grid
-# (DESIGN.md's sanity value "4.136 patches").
+# (docs/locality.md's sanity value "4.136 patches").
 UNIFORM_8X8_PATCHES = 4.1365
 
 
@@ -45,7 +46,7 @@ def dirichlet_attention(rng, shape, t, alpha=0.3):
 
 
 def reference_metrics(attn, grid, num_prefix_tokens, patch_size):
-    """The DESIGN.md table, entry by entry, in float64 loops."""
+    """docs/locality.md's table, entry by entry, in float64 loops."""
     gh, gw = grid
     n, p = gh * gw, num_prefix_tokens
     num_layers, batch, heads = attn.shape[:3]

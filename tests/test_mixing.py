@@ -1,5 +1,5 @@
-"""CutMix / Mixup / label smoothing on the device, against DESIGN.md's semantics and a NumPy
-port of timm's box sampling."""
+"""CutMix / Mixup / label smoothing on the device, against docs/augmentation.md's semantics and
+a NumPy port of timm's box sampling."""
 
 from functools import partial
 

@@ -1,5 +1,5 @@
 """The report on hand-made run directories with known numbers (config.json from the real configs,
-metrics.jsonl rows, locality.json in DESIGN.md's schema)."""
+metrics.jsonl rows, locality.json in docs/locality.md's schema)."""
 
 import json
 import subprocess

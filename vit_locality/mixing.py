@@ -1,6 +1,6 @@
 """CutMix, Mixup and label smoothing on the device, inside the jitted train step.
 
-Semantics (timm's `Mixup` in "batch" mode, torchvision v2's CutMix box law; DESIGN.md pins them):
+Semantics (timm's `Mixup` in "batch" mode, torchvision v2's CutMix box law; docs/augmentation.md):
 
 - One coin per batch: with probability `prob` the batch is mixed, else it passes unchanged.
 - With both alphas > 0, CutMix is chosen with probability `switch_prob`, else Mixup.

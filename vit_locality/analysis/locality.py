@@ -1,6 +1,6 @@
 """Per-head attention-locality metrics (MAD, entropy, prefix and self mass).
 
-The definitions are pinned in docs/DESIGN.md ("Locality metrics"). For a model with P prefix tokens
+The definitions are docs/locality.md's. For a model with P prefix tokens
 and a row-major ``gh x gw`` grid of N = gh * gw patch tokens (token ``P + r * gw + c`` is grid cell
 ``(r, c)``), ``Ap = A[..., P:, P:]`` is the patch-to-patch block of the post-softmax attention and
 ``At = Ap / Ap.sum(-1)`` its per-query renormalisation. Every metric is a mean over images and query

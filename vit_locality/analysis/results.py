@@ -47,7 +47,7 @@ def locality_record(
     grid: tuple[int, int],
     num_prefix_tokens: int,
 ) -> dict[str, Any]:
-    """The `locality.json` object of docs/DESIGN.md, JSON-ready.
+    """The `locality.json` object of docs/locality.md, JSON-ready.
 
     Args:
       per_head: name -> `[L, H]` array-like, every metric of `locality.DEFINITIONS`.

@@ -1,9 +1,9 @@
 """Per-example train augmentation in TensorFlow, on uint8 [H, W, C] images with stateless seeds.
 
-Order (DESIGN.md): zero-pad by `crop_padding` and random-crop back, random horizontal flip, then
-AutoAugment (CIFAR-10 policy) and/or ColorJitter when enabled. Normalization happens on the
-device, in the train step. Every random choice is drawn from the example's `seed` ([2] int64), so
-an example at a given position of the stream always gets the same augmentation.
+Order (docs/augmentation.md): zero-pad by `crop_padding` and random-crop back, random horizontal
+flip, then AutoAugment (CIFAR-10 policy) and/or ColorJitter when enabled. Normalization happens
+on the device, in the train step. Every random choice is drawn from the example's `seed` ([2]
+int64), so an example at a given position of the stream always gets the same augmentation.
 """
 
 from __future__ import annotations
