@@ -52,7 +52,7 @@ class ErasingSpec:
         return self.prob > 0
 
 
-def sample_box(
+def sample_erasing_box(
     rng: jax.Array, height: int, width: int, spec: ErasingSpec
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
     """One box by timm's law: int32 scalars (top, left, h, w) and bool `found` (some try fit).
@@ -86,7 +86,7 @@ def erase_image(rng: jax.Array, image: jax.Array, spec: ErasingSpec) -> jax.Arra
     """Random erasing of one float image [H, W, C]; returns [H, W, C] of the same dtype."""
     rng_apply, rng_box, rng_noise = jax.random.split(rng, 3)
     height, width = image.shape[:2]
-    top, left, h, w, found = sample_box(rng_box, height, width, spec)
+    top, left, h, w, found = sample_erasing_box(rng_box, height, width, spec)
     rows = jnp.arange(height)[:, None]
     cols = jnp.arange(width)[None, :]
     in_box = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)  # [H, W]

@@ -64,7 +64,7 @@ def box_at(
     return y0, y1, x0, x1
 
 
-def sample_box(
+def sample_cutmix_box(
     rng: jax.Array, lam: jax.Array, height: int, width: int
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """`box_at` a centre drawn uniformly over the image's pixels."""
@@ -79,7 +79,7 @@ def cutmix(
 ) -> tuple[jax.Array, jax.Array]:
     """Pastes a box of `partner` into `images` ([B, H, W, C]); returns (mixed, corrected lam)."""
     height, width = images.shape[1:3]
-    y0, y1, x0, x1 = sample_box(rng, lam, height, width)
+    y0, y1, x0, x1 = sample_cutmix_box(rng, lam, height, width)
     rows = jnp.arange(height)[:, None]
     cols = jnp.arange(width)[None, :]
     in_box = (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)  # [H, W]
