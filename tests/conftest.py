@@ -1,10 +1,16 @@
-"""Test setup: 8 emulated CPU devices, set before JAX is imported anywhere."""
+"""Test setup: 8 emulated CPU devices, set before JAX is imported anywhere.
+
+The 8 devices are 8 threads that meet at every collective; XLA:CPU aborts the process when one
+has not arrived after 40 s, which a loaded 2-core machine can take. The tests allow 300 s.
+"""
 
 import os
 import pathlib
 
 os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    os.environ.get("XLA_FLAGS", "")
+    + " --xla_force_host_platform_device_count=8"
+    + " --xla_cpu_collective_call_terminate_timeout_seconds=300"
 ).strip()
 
 import pytest  # noqa: E402
