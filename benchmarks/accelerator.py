@@ -47,12 +47,14 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # a plain copy: `python benchmarks/X.py` puts only benchmarks/ there
 from vit_locality import process_group  # noqa: E402
 
-# The repository on every child's import path (`python benchmarks/X.py` puts only benchmarks/
-# there, and nothing is pip-installed).
+# Every child: the repository on its import path (`python benchmarks/X.py` puts only benchmarks/
+# there, and nothing is pip-installed); JAX takes GPU memory as it needs it, not 75% at start, so
+# the processes a test starts find room beside the test's own.
 ENV = {
     **os.environ,
     "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     "PYTHONUNBUFFERED": "1",
+    "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
 }
 NO_TENSORFLOW_TESTS = (  # cheapest first: a stop at the limit keeps the most counts
     "tests/test_rng.py",
