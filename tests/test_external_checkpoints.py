@@ -1,0 +1,81 @@
+"""Other people's checkpoints against the original libraries' own outputs.
+
+tests/fixtures/checkpoints/ holds tiny ViTs saved by timm and transformers (and timm weights
+written in the .npz layouts, checked there by timm's npz reader), each with what the library
+computed on a few images (scripts/make_checkpoint_fixtures.py writes them; these tests need
+neither torch nor transformers). Loaded into this project's ViT, the logits, the final tokens
+and every layer's attention must match, and so must the eval preprocessing of an odd-sized image.
+"""
+
+from functools import partial
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from vit_locality.external import load_checkpoint
+from vit_locality.predict import Predictor
+
+from .conftest import REPO_ROOT
+
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "checkpoints"
+
+# (fixture, format, prefix tokens, patch size)
+CASES = [
+    ("timm_vit", "timm", 1, 8),
+    ("timm_deit_distilled", "timm", 2, 16),
+    ("timm_reg_gap_ls", "timm", 2, 14),
+    ("timm_gap_big_vision", "timm", 0, 8),
+]
+
+
+def expected(name):
+    return dict(np.load(FIXTURES / name / "expected.npz"))
+
+
+def assert_close(got, want, what):
+    """float32 on both sides with different reduction orders (XLA vs PyTorch matmuls, the
+    LayerNorm's mean and variance, softmax): after 2 blocks of width 16 the differences are
+    a few float32 ulps of the largest value, so rtol 1e-5 plus an atol of 1e-5 times that
+    value (attention probabilities: 1e-5, as they are at most 1)."""
+    want = np.asarray(want)
+    atol = 1e-5 * max(1.0, float(np.abs(want).max()))
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=atol, err_msg=what)
+
+
+def run(loaded, images):
+    predictor = Predictor(loaded.model, loaded.preprocessing.mean, loaded.preprocessing.std)
+    forward = jax.jit(partial(predictor, return_attention=True))
+    return forward(loaded.params, images)
+
+
+@pytest.mark.parametrize("name,format,prefix,patch", CASES)
+def test_outputs_and_attention_match_the_original(name, format, prefix, patch):
+    loaded = load_checkpoint(FIXTURES / name, format)
+    assert loaded.format == format
+    assert (loaded.model.num_prefix_tokens, loaded.model.patch_size) == (prefix, patch)
+    want = expected(name)
+    np.testing.assert_allclose(loaded.preprocessing.mean, want["mean"], rtol=1e-7)
+    np.testing.assert_allclose(loaded.preprocessing.std, want["std"], rtol=1e-7)
+    logits, out = run(loaded, want["images"])
+    attention = np.stack(out["attention"])
+    assert attention.shape == want["attention"].shape
+    assert_close(attention, want["attention"], "attention")
+    assert_close(out["encoded"], want["encoded"], "encoded")
+    if "logits" in want:
+        assert_close(logits, want["logits"], "logits")
+
+
+@pytest.mark.parametrize("name,format", [(c[0], c[1]) for c in CASES])
+def test_preprocessing_matches_the_original(name, format):
+    """The library's eval preprocessing of an image of another size (resize, centre crop,
+    normalise): PIL resamples on both sides, so the uint8 pixels are the same and the
+    normalised values differ by float32 rounding only."""
+    loaded = load_checkpoint(FIXTURES / name, format)
+    want = expected(name)
+    pixels = loaded.preprocessing.prepare([Image.fromarray(want["raw_image"])])
+    assert pixels.dtype == np.uint8 and pixels.shape == want["preprocessed"].shape
+    mean, std = (np.asarray(v, np.float32) for v in (want["mean"], want["std"]))
+    normalized = (pixels.astype(np.float32) / 255.0 - mean) / std
+    np.testing.assert_allclose(normalized, want["preprocessed"], rtol=0, atol=2e-6)
