@@ -21,7 +21,8 @@ layer scales all matter; LayerNorm scales near 1), a few layers and a tiny width
 - `attention`: float32 [L, B, H, T, T], every layer's post-softmax attention,
 - `raw_image`: uint8 [h, w, 3] of another size, and `preprocessed`: float32 [1, H, W, 3], what
   the library's own eval preprocessing (timm's transform from pretrained_cfg, the Hugging Face
-  image processor) makes of it.
+  image processor's PIL backend) makes of it; Hugging Face fixtures add
+  `preprocessed_torchvision`, from its default (torchvision) backend.
 
 timm: `timm_vit` (class token, position embedding over it), `timm_deit_distilled` (class and
 distillation tokens, two heads), `timm_reg_gap_ls` (register tokens and no class token, the
@@ -45,6 +46,7 @@ original JAX code uses the tanh GELU).
 
 from __future__ import annotations
 
+import importlib
 import json
 import pathlib
 import shutil
@@ -150,7 +152,17 @@ def make_timm(name: str, arch: str, seed: int, **model_args) -> torch.nn.Module:
 # ------------------------------------------------------------------------------ Hugging Face
 
 
-def make_hf(name: str, model_cls: type, config, processor, seed: int) -> None:
+def make_hf(name: str, model_cls: type, config, processor: str, seed: int, **size) -> None:
+    """The fixture `name` of `model_cls(config)` with random weights and the image processor
+    `transformers.{processor}ImageProcessor(**size)` (torchvision backend, transformers' default)
+    saved beside it; `preprocessed` is what its PIL backend (`...ImageProcessorPil`, the slow
+    processor of transformers 4) makes of the raw image, `preprocessed_torchvision` what the
+    default makes of it."""
+    module = importlib.import_module(
+        f"transformers.models.{processor.lower()}.image_processing_pil_{processor.lower()}"
+    )
+    pil = getattr(module, f"{processor}ImageProcessorPil")(**size)
+    processor = getattr(transformers, f"{processor}ImageProcessor")(**size)
     torch.manual_seed(seed)
     model = model_cls(config).eval()
     randomize(model, seed)
@@ -176,8 +188,9 @@ def make_hf(name: str, model_cls: type, config, processor, seed: int) -> None:
         arrays["logits"] = out.logits.numpy()
     raw = np.random.default_rng(seed + 100).integers(0, 256, (config.image_size + 9, 50, 3))
     arrays["raw_image"] = raw.astype(np.uint8)
-    pixel_values = processor(images=[arrays["raw_image"]], return_tensors="pt")["pixel_values"]
-    arrays["preprocessed"] = to_nhwc(pixel_values)
+    for key, proc in (("preprocessed", pil), ("preprocessed_torchvision", processor)):
+        pixel_values = proc(images=[arrays["raw_image"]], return_tensors="pt")["pixel_values"]
+        arrays[key] = to_nhwc(pixel_values)
     write_expected(folder, **arrays)
 
 
@@ -298,20 +311,25 @@ def main() -> None:
         intermediate_size=64,
         attn_implementation="eager",
     )
-    vit_processor = transformers.ViTImageProcessor(size={"height": 32, "width": 32})
     vit_config = transformers.ViTConfig(image_size=32, patch_size=8, num_labels=5, **hf)
+    vit_size = {"height": 32, "width": 32}
     make_hf(
-        "hf_vit_classifier", transformers.ViTForImageClassification, vit_config, vit_processor, 4
+        "hf_vit_classifier",
+        transformers.ViTForImageClassification,
+        vit_config,
+        "ViT",
+        4,
+        size=vit_size,
     )
-    make_hf("hf_vit_model", transformers.ViTModel, vit_config, vit_processor, 5)
+    make_hf("hf_vit_model", transformers.ViTModel, vit_config, "ViT", 5, size=vit_size)
     make_hf(
         "hf_deit_distilled",
         transformers.DeiTForImageClassificationWithTeacher,
         transformers.DeiTConfig(image_size=64, patch_size=16, num_labels=5, **hf),
-        transformers.DeiTImageProcessor(
-            size={"height": 73, "width": 73}, crop_size={"height": 64, "width": 64}
-        ),
+        "DeiT",
         6,
+        size={"height": 73, "width": 73},
+        crop_size={"height": 64, "width": 64},
     )
     total = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
     print(f"wrote {OUT}: {total / 1024:.0f} KiB")

@@ -27,6 +27,9 @@ CASES = [
     ("timm_deit_distilled", "timm", 2, 16),
     ("timm_reg_gap_ls", "timm", 2, 14),
     ("timm_gap_big_vision", "timm", 0, 8),
+    ("hf_vit_classifier", "hf", 1, 8),
+    ("hf_vit_model", "hf", 1, 8),
+    ("hf_deit_distilled", "hf", 2, 16),
 ]
 
 
@@ -79,3 +82,18 @@ def test_preprocessing_matches_the_original(name, format):
     mean, std = (np.asarray(v, np.float32) for v in (want["mean"], want["std"]))
     normalized = (pixels.astype(np.float32) / 255.0 - mean) / std
     np.testing.assert_allclose(normalized, want["preprocessed"], rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("name", ["hf_vit_classifier", "hf_deit_distilled"])
+def test_preprocessing_against_the_torchvision_image_processor(name):
+    """transformers' default image processors resize with torchvision instead of PIL: another
+    implementation of the same antialiased filter, which rounds to uint8 at another point. Its
+    output differs from ours by at most one uint8 level (1 / 255 / std), in at most 1% of the
+    values."""
+    loaded = load_checkpoint(FIXTURES / name, "hf")
+    want = expected(name)
+    pixels = loaded.preprocessing.prepare([Image.fromarray(want["raw_image"])])
+    mean, std = (np.asarray(v, np.float32) for v in (want["mean"], want["std"]))
+    levels = np.abs((pixels / 255.0 - mean) / std - want["preprocessed_torchvision"]) * std * 255
+    assert levels.max() < 1.0 + 1e-4
+    assert (levels > 1e-3).mean() <= 0.01

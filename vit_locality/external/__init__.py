@@ -2,7 +2,8 @@
 
 `load_checkpoint(path, format)` returns a `params.Loaded`: the ViT, its parameters, the
 checkpoint's preprocessing and its native input size. Formats: `timm` (a hub folder:
-config.json + model.safetensors).
+config.json + model.safetensors), `hf` (a Hugging Face ViT / DeiT folder: config.json with a
+model_type + model.safetensors).
 """
 
 from __future__ import annotations
@@ -11,25 +12,30 @@ import json
 import pathlib
 
 from vit_locality.errors import UserError
+from vit_locality.external.hf import load_hf
 from vit_locality.external.params import Loaded
 from vit_locality.external.timm import load_timm
 
-LOADERS = {"timm": load_timm}
+LOADERS = {"timm": load_timm, "hf": load_hf}
 
 
 def detect_format(path: pathlib.Path) -> str:
     """The format of the checkpoint at `path`, from its files: a folder whose config.json names
-    an `architecture` is timm's.
+    an `architecture` is timm's, one whose config.json names a `model_type` is Hugging Face's.
 
     Raises:
       UserError: nothing there, or no format recognised.
     """
     config = path / "config.json"
-    if path.is_dir() and config.is_file() and "architecture" in json.loads(config.read_text()):
-        return "timm"
+    if path.is_dir() and config.is_file():
+        keys = json.loads(config.read_text())
+        if "architecture" in keys:
+            return "timm"
+        if "model_type" in keys:
+            return "hf"
     raise UserError(
         f"--checkpoint={path} is not a checkpoint this reads: a timm hub folder (config.json "
-        "with an architecture, and model.safetensors)"
+        "with an architecture) or a Hugging Face folder (config.json with a model_type)"
     )
 
 
