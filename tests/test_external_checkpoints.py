@@ -14,14 +14,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vit_locality.external import load_checkpoint
+from vit_locality.errors import UserError
+from vit_locality.external import detect_format, load_checkpoint
 from vit_locality.predict import Predictor
 
 from .conftest import REPO_ROOT
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "checkpoints"
 
-# (fixture, format, prefix tokens, patch size)
+# (fixture, format, prefix tokens, patch size). The .npz fixtures are timm models' weights in
+# those layouts (no big_vision library here), so their reference is timm's output, computed with
+# the exact GELU: they load with gelu="exact" (the original JAX code's tanh GELU is the default).
 CASES = [
     ("timm_vit", "timm", 1, 8),
     ("timm_deit_distilled", "timm", 2, 16),
@@ -30,11 +33,16 @@ CASES = [
     ("hf_vit_classifier", "hf", 1, 8),
     ("hf_vit_model", "hf", 1, 8),
     ("hf_deit_distilled", "hf", 2, 16),
+    ("npz_vision_transformer/ckpt.npz", "big_vision", 1, 8),
+    ("npz_big_vision/ckpt.npz", "big_vision", 0, 8),
+    ("npz_big_vision_scanned/ckpt.npz", "big_vision", 0, 8),
 ]
+GELU = {"big_vision": "exact"}
 
 
 def expected(name):
-    return dict(np.load(FIXTURES / name / "expected.npz"))
+    folder = FIXTURES / name
+    return dict(np.load((folder if folder.is_dir() else folder.parent) / "expected.npz"))
 
 
 def assert_close(got, want, what):
@@ -55,7 +63,7 @@ def run(loaded, images):
 
 @pytest.mark.parametrize("name,format,prefix,patch", CASES)
 def test_outputs_and_attention_match_the_original(name, format, prefix, patch):
-    loaded = load_checkpoint(FIXTURES / name, format)
+    loaded = load_checkpoint(FIXTURES / name, format, gelu=GELU.get(format))
     assert loaded.format == format
     assert (loaded.model.num_prefix_tokens, loaded.model.patch_size) == (prefix, patch)
     want = expected(name)
@@ -70,7 +78,7 @@ def test_outputs_and_attention_match_the_original(name, format, prefix, patch):
         assert_close(logits, want["logits"], "logits")
 
 
-@pytest.mark.parametrize("name,format", [(c[0], c[1]) for c in CASES])
+@pytest.mark.parametrize("name,format", [(c[0], c[1]) for c in CASES if c[1] != "big_vision"])
 def test_preprocessing_matches_the_original(name, format):
     """The library's eval preprocessing of an image of another size (resize, centre crop,
     normalise): PIL resamples on both sides, so the uint8 pixels are the same and the
@@ -97,3 +105,36 @@ def test_preprocessing_against_the_torchvision_image_processor(name):
     levels = np.abs((pixels / 255.0 - mean) / std - want["preprocessed_torchvision"]) * std * 255
     assert levels.max() < 1.0 + 1e-4
     assert (levels > 1e-3).mean() <= 0.01
+
+
+@pytest.mark.parametrize("name,format", [(c[0], c[1]) for c in CASES])
+def test_format_is_detected(name, format):
+    assert detect_format(FIXTURES / name) == format
+
+
+def test_a_checkpoint_with_weights_the_vit_lacks_is_refused(tmp_path):
+    """A representation layer (the original ViT's in21k `pre_logits`) is not silently dropped."""
+    arrays = dict(np.load(FIXTURES / "npz_vision_transformer" / "ckpt.npz"))
+    arrays["pre_logits/kernel"] = np.zeros((16, 16), np.float32)
+    np.savez(tmp_path / "in21k.npz", **arrays)
+    with pytest.raises(UserError, match=r"vision_transformer ViT with weights this ViT does not "
+                       r"have: pre_logits/kernel$"):  # fmt: skip
+        load_checkpoint(tmp_path / "in21k.npz")
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"format": "keras"}, "--format='keras' is not allowed: one of timm, big_vision, hf"),
+        ({"gelu": "relu"}, "--gelu='relu' is not allowed: one of exact, tanh"),
+    ],
+)
+def test_bad_format_or_gelu_is_one_line(kwargs, message):
+    with pytest.raises(UserError) as error:
+        load_checkpoint(FIXTURES / "timm_vit", **kwargs)
+    assert str(error.value) == message
+
+
+def test_a_folder_of_no_known_format_is_one_line(tmp_path):
+    with pytest.raises(UserError, match=r"is not a checkpoint this reads: a timm hub folder"):
+        load_checkpoint(tmp_path)
