@@ -19,6 +19,8 @@ layer scales all matter; LayerNorm scales near 1), a few layers and a tiny width
 - `encoded`: float32 [B, T, D], the tokens after the last block and the final LayerNorm
   (timm's `forward_features`, Hugging Face's `last_hidden_state`),
 - `attention`: float32 [L, B, H, T, T], every layer's post-softmax attention,
+- (`timm_vit`, `timm_reg_gap_ls`) `other_images`, `other_logits`, `other_attention`: the same on
+  images of another size, the position embedding resampled by timm (`dynamic_img_size=True`),
 - `raw_image`: uint8 [h, w, 3] of another size, and `preprocessed`: float32 [1, H, W, 3], what
   the library's own eval preprocessing (timm's transform from pretrained_cfg, the Hugging Face
   image processor's PIL backend) makes of it; Hugging Face fixtures add
@@ -122,8 +124,13 @@ def timm_preprocessed(folder: pathlib.Path, raw: np.ndarray) -> np.ndarray:
     return to_nhwc(transform(Image.fromarray(raw))[None])
 
 
-def make_timm(name: str, arch: str, seed: int, **model_args) -> torch.nn.Module:
-    """The fixture `name` of `timm.create_model(arch, **model_args)` with random weights."""
+def make_timm(
+    name: str, arch: str, seed: int, other_size: int | None = None, **model_args
+) -> torch.nn.Module:
+    """The fixture `name` of `timm.create_model(arch, **model_args)` with random weights; with
+    `other_size`, also its outputs on images of that size (`other_images`, `other_logits`,
+    `other_attention`) from the same weights in a model with `dynamic_img_size=True`, which
+    resamples the position embedding with timm's `resample_abs_pos_embed`."""
     model = timm.create_model(arch, pretrained=False, **model_args).eval()
     image_size = model_args["img_size"]
     randomize(model, seed)
@@ -135,17 +142,18 @@ def make_timm(name: str, arch: str, seed: int, **model_args) -> torch.nn.Module:
     logits, encoded, attention = timm_attention(model, normalized(images, mean, std))
     raw = np.random.default_rng(seed + 100).integers(0, 256, (image_size + 9, image_size + 21, 3))
     raw = raw.astype(np.uint8)
-    write_expected(
-        folder,
-        images=images,
-        mean=mean,
-        std=std,
-        logits=logits,
-        encoded=encoded,
-        attention=attention,
-        raw_image=raw,
-        preprocessed=timm_preprocessed(folder, raw),
-    )
+    arrays = dict(images=images, mean=mean, std=std, logits=logits, encoded=encoded)
+    arrays.update(attention=attention, raw_image=raw, preprocessed=timm_preprocessed(folder, raw))
+    if other_size:
+        dynamic = timm.create_model(arch, pretrained=False, dynamic_img_size=True, **model_args)
+        dynamic.load_state_dict(model.state_dict())
+        other = random_images(other_size, seed + 200)
+        other_logits, _, other_attention = timm_attention(
+            dynamic.eval(), normalized(other, mean, std)
+        )
+        arrays.update(other_images=other, other_logits=other_logits)
+        arrays.update(other_attention=other_attention)
+    write_expected(folder, **arrays)
     return model
 
 
@@ -267,8 +275,8 @@ def make_npz(name: str, model: torch.nn.Module, expected_from: str, **layout) ->
     logits, encoded, attention = timm_attention(reloaded, x)
     np.testing.assert_array_equal(logits, expected["logits"])
     np.testing.assert_array_equal(attention, expected["attention"])
-    expected.pop("raw_image"), expected.pop("preprocessed")  # timm's preprocessing, not the npz's
-    write_expected(folder, **expected)
+    kept = ("images", "mean", "std", "logits", "encoded", "attention")  # not timm's preprocessing
+    write_expected(folder, **{k: expected[k] for k in kept})
 
 
 def main() -> None:
@@ -276,12 +284,15 @@ def main() -> None:
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
     small = dict(embed_dim=16, depth=2, num_heads=2, num_classes=5)
-    vit = make_timm("timm_vit", "vit_tiny_patch16_224", 0, img_size=32, patch_size=8, **small)
+    vit = make_timm(
+        "timm_vit", "vit_tiny_patch16_224", 0, other_size=48, img_size=32, patch_size=8, **small
+    )
     make_timm("timm_deit_distilled", "deit_tiny_distilled_patch16_224", 1, img_size=64, **small)
     make_timm(
         "timm_reg_gap_ls",
         "vit_base_patch16_reg4_gap_256",
         2,
+        other_size=42,
         img_size=56,
         patch_size=14,
         reg_tokens=2,

@@ -16,6 +16,7 @@ from PIL import Image
 
 from vit_locality.errors import UserError
 from vit_locality.external import detect_format, load_checkpoint
+from vit_locality.external.resample import at_image_size
 from vit_locality.predict import Predictor
 
 from .conftest import REPO_ROOT
@@ -138,3 +139,22 @@ def test_bad_format_or_gelu_is_one_line(kwargs, message):
 def test_a_folder_of_no_known_format_is_one_line(tmp_path):
     with pytest.raises(UserError, match=r"is not a checkpoint this reads: a timm hub folder"):
         load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["timm_vit", "timm_reg_gap_ls"])
+def test_another_image_size_resamples_the_position_embedding_as_timm(name):
+    """timm with dynamic_img_size=True on images of another size (32 -> 48 px with the class
+    token's position kept apart; 56 -> 42 px, shrinking, no prefix positions): same logits and
+    attention."""
+    want = expected(name)
+    size = want["other_images"].shape[1]
+    loaded = at_image_size(load_checkpoint(FIXTURES / name), (size, size))
+    assert loaded.image_size == (size, size)
+    logits, out = run(loaded, want["other_images"])
+    assert_close(np.stack(out["attention"]), want["other_attention"], "attention")
+    assert_close(logits, want["other_logits"], "logits")
+
+
+def test_an_image_size_off_the_patch_grid_is_one_line():
+    with pytest.raises(UserError, match=r"^--image_size=36 is not allowed: a multiple of the "):
+        at_image_size(load_checkpoint(FIXTURES / "timm_vit"), (36, 36))
