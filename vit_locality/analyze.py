@@ -1,5 +1,7 @@
 """Attention locality of a trained checkpoint: `python -m vit_locality.analyze --workdir=DIR
-[--step=N] [--num_images=N] [--data_dir=PATH]`.
+[--step=N] [--num_images=N] [--data_dir=PATH]`, or of another library's checkpoint:
+`python -m vit_locality.analyze --checkpoint=PATH [--format=timm|big_vision|hf] --images=DIR
+--out=DIR` (see `external/analyze.py`; preprocessing flags override the checkpoint's).
 
 Reads `DIR/config.json`, restores the parameters of checkpoint `--step` (default: the latest) onto
 this machine's devices (the device count may differ from training), analyses the first
@@ -25,11 +27,31 @@ from vit_locality.cli import parse_flags
 from vit_locality.data.datasets import DATASETS
 from vit_locality.data.sources import load_split
 from vit_locality.errors import UserError
+from vit_locality.external.analyze import analyze_checkpoint
 from vit_locality.models import build_model
 from vit_locality.predict import Predictor
 from vit_locality.workdir import RunDir
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (holds config.json, checkpoints/).")
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "Another library's checkpoint: a timm or Hugging Face folder, or a .npz."
+)
+_FORMAT = flags.DEFINE_string("format", None, "timm, big_vision or hf (default: detected).")
+_IMAGES = flags.DEFINE_string("images", None, "With --checkpoint: a folder of JPEG/PNG images.")
+_OUT = flags.DEFINE_string("out", None, "With --checkpoint: where locality.json and plots/ go.")
+_GELU = flags.DEFINE_string(
+    "gelu", None, "With --checkpoint: exact or tanh (default: the format's)."
+)
+_IMAGE_SIZE = flags.DEFINE_integer(
+    "image_size",
+    None,
+    "With --checkpoint: analyse at this square size (position embedding resampled).",
+)
+_RESIZE = flags.DEFINE_integer("resize", None, "With --checkpoint: shorter side before the crop.")
+_INTERPOLATION = flags.DEFINE_string("interpolation", None, "With --checkpoint: resize filter.")
+_MEAN = flags.DEFINE_list("mean", None, "With --checkpoint: per-channel mean in [0, 1] units.")
+_STD = flags.DEFINE_list("std", None, "With --checkpoint: per-channel std in [0, 1] units.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "With --checkpoint: images per pass.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to analyse (default: the latest).")
 _NUM_IMAGES = flags.DEFINE_integer(
     "num_images", None, "First N test images to average over (default config.analysis.num_images)."
@@ -37,7 +59,21 @@ _NUM_IMAGES = flags.DEFINE_integer(
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Override config.data.dir (the run was trained where data lived elsewhere)."
 )
-flags.mark_flags_as_required(["workdir"])
+flags.register_multi_flags_validator(
+    ["workdir", "checkpoint"],
+    lambda f: f["workdir"] is not None or f["checkpoint"] is not None,
+    message="--workdir is required",
+)
+flags.register_multi_flags_validator(
+    ["workdir", "checkpoint"],
+    lambda f: f["workdir"] is None or f["checkpoint"] is None,
+    message="--workdir and --checkpoint are not allowed together: one of them",
+)
+flags.register_multi_flags_validator(
+    ["checkpoint", "images", "out"],
+    lambda f: f["checkpoint"] is None or (f["images"] is not None and f["out"] is not None),
+    message="--checkpoint needs --images=DIR and --out=DIR",
+)
 
 
 def analyze_run(
@@ -109,18 +145,52 @@ def analyze_run(
     return record
 
 
+def _numbers(name: str, values: list[str] | None) -> tuple[float, ...] | None:
+    if values is None:
+        return None
+    try:
+        return tuple(float(v) for v in values)
+    except ValueError:
+        raise UserError(
+            f"--{name}={','.join(values)!r} is not allowed: three numbers, e.g. 0.5,0.5,0.5"
+        ) from None
+
+
+def _analyze_checkpoint() -> dict[str, Any]:
+    return analyze_checkpoint(
+        _CHECKPOINT.value,
+        _IMAGES.value,
+        _OUT.value,
+        format=_FORMAT.value,
+        gelu=_GELU.value,
+        num_images=_NUM_IMAGES.value,
+        batch_size=_BATCH_SIZE.value,
+        image_size=_IMAGE_SIZE.value,
+        resize=_RESIZE.value,
+        interpolation=_INTERPOLATION.value,
+        mean=_numbers("mean", _MEAN.value),
+        std=_numbers("std", _STD.value),
+    )
+
+
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs at INFO
     try:
-        record = analyze_run(
-            _WORKDIR.value, step=_STEP.value, num_images=_NUM_IMAGES.value, data_dir=_DATA_DIR.value
-        )
+        if _CHECKPOINT.value is not None:
+            record = _analyze_checkpoint()
+        else:
+            record = analyze_run(
+                _WORKDIR.value,
+                step=_STEP.value,
+                num_images=_NUM_IMAGES.value,
+                data_dir=_DATA_DIR.value,
+            )
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     print(format_table(record))
-    run_dir = RunDir(_WORKDIR.value)
+    run_dir = RunDir(_WORKDIR.value or _OUT.value)
     print(f"wrote {run_dir.locality_file} and {run_dir.plots_dir}/", flush=True)
 
 

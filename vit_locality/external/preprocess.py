@@ -55,9 +55,49 @@ class Preprocessing:
     def __post_init__(self) -> None:
         if self.interpolation not in INTERPOLATIONS:
             raise UserError(
-                f"interpolation={self.interpolation!r} is not allowed: one of "
+                f"the checkpoint's interpolation={self.interpolation!r} is not supported: one of "
                 + ", ".join(INTERPOLATIONS)
             )
+
+    def with_overrides(
+        self,
+        *,
+        image_size: int | None = None,
+        resize: int | None = None,
+        interpolation: str | None = None,
+        mean: tuple[float, float, float] | None = None,
+        std: tuple[float, float, float] | None = None,
+    ) -> Preprocessing:
+        """This preprocessing with the given steps replaced (None keeps a step): a square
+        `image_size` crop, the shorter side resized to `resize` (default: the crop's ratio to the
+        old resize kept, so timm's crop_pct stays), the filter, the normalisation."""
+        changes: dict = {}
+        if image_size is not None:
+            if image_size < 1:
+                raise UserError(f"--image_size={image_size} is not allowed: a positive integer")
+            changes["image_size"] = (image_size, image_size)
+            old = self.resize if isinstance(self.resize, int) else min(self.resize)
+            changes["resize"] = max(image_size, int(old * image_size / min(self.image_size)))
+        if resize is not None:
+            if resize < 1:
+                raise UserError(f"--resize={resize} is not allowed: a positive integer")
+            changes["resize"] = resize
+        for name, value in (("mean", mean), ("std", std)):
+            if value is not None:
+                shown = ",".join(str(v) for v in value)
+                if len(value) != 3 or not all(math.isfinite(v) for v in value):
+                    raise UserError(f"--{name}={shown} is not allowed: three finite numbers")
+                if name == "std" and min(value) <= 0:
+                    raise UserError(f"--std={shown} is not allowed: three positive numbers")
+                changes[name] = tuple(float(v) for v in value)
+        if interpolation is not None:
+            if interpolation not in INTERPOLATIONS:
+                raise UserError(
+                    f"--interpolation={interpolation!r} is not allowed: one of "
+                    + ", ".join(INTERPOLATIONS)
+                )
+            changes["interpolation"] = interpolation
+        return dataclasses.replace(self, **changes)
 
     def prepare_one(self, image: Image.Image) -> np.ndarray:
         """One PIL image (any size and mode) -> uint8 [H, W, 3]."""

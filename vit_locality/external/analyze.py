@@ -1,0 +1,78 @@
+"""The locality analysis of another library's checkpoint on a folder of images.
+
+`analyze_checkpoint` loads the checkpoint (`external.load_checkpoint`), prepares the images as
+its library does (or as overridden), resamples the position embedding when the analysis size is
+not the checkpoint's, and runs the same jitted locality pass and writers as a run of this
+project (`analysis.results.analyze_and_write`): `OUT/locality.json` in the same schema (`step`
+is 0, `dataset` the images folder) and `OUT/plots/`.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+from vit_locality import sharding
+from vit_locality.analysis.results import analyze_and_write
+from vit_locality.errors import UserError
+from vit_locality.external import load_checkpoint
+from vit_locality.external.preprocess import read_image_folder
+from vit_locality.external.resample import at_image_size
+from vit_locality.predict import Predictor
+from vit_locality.workdir import RunDir
+
+
+def analyze_checkpoint(
+    checkpoint: str | pathlib.Path,
+    images: str | pathlib.Path,
+    out: str | pathlib.Path,
+    *,
+    format: str | None = None,
+    gelu: str | None = None,
+    num_images: int | None = None,
+    batch_size: int = 32,
+    **preprocessing: Any,
+) -> dict[str, Any]:
+    """Analyses `checkpoint` on the images in folder `images`; writes `out/locality.json` and
+    `out/plots/`.
+
+    Args:
+      checkpoint: a timm hub folder, a Hugging Face folder or a .npz (see `external`).
+      images: a folder of JPEG / PNG images of any size, read in name order.
+      out: the output folder (created).
+      format: "timm", "big_vision", "hf", or None to detect it.
+      gelu: "exact" / "tanh" to replace the format's GELU, or None.
+      num_images: the first N images of the folder (default: all).
+      batch_size: images per jitted pass (rounded up to a multiple of the device count).
+      **preprocessing: overrides of the checkpoint's preprocessing, as
+        `Preprocessing.with_overrides` takes them (image_size, resize, interpolation, mean, std).
+
+    Returns:
+      The locality.json record written.
+
+    Raises:
+      UserError: one line, before anything is written, for a bad flag, checkpoint or image.
+    """
+    if num_images is not None and num_images < 1:
+        raise UserError(f"--num_images={num_images} is not allowed: a positive integer")
+    if batch_size < 1:
+        raise UserError(f"--batch_size={batch_size} is not allowed: a positive integer")
+    loaded = load_checkpoint(checkpoint, format, gelu=gelu)
+    prep = loaded.preprocessing.with_overrides(**preprocessing)
+    loaded = at_image_size(loaded, prep.image_size)
+    pixels = prep.prepare(read_image_folder(pathlib.Path(images), num_images))
+    out_dir = pathlib.Path(out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out={out} cannot be created ({e.strerror})") from e
+    return analyze_and_write(
+        RunDir(out_dir),
+        Predictor(loaded.model, prep.mean, prep.std),
+        loaded.params,
+        pixels,
+        step=0,
+        dataset=str(images),
+        mesh=sharding.make_mesh(),
+        batch_size=min(batch_size, len(pixels)),
+    )
