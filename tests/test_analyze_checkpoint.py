@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 
 from vit_locality import sharding
-from vit_locality.analysis.attention_pass import analyze_params
+from vit_locality.analysis.attention_pass import analyze_params, make_locality_pass
 from vit_locality.analysis.locality import DEFINITIONS, locality_metrics, locality_sums
+from vit_locality.external import load_checkpoint
 from vit_locality.external.analyze import analyze_checkpoint
 from vit_locality.models import ViT
 from vit_locality.predict import Predictor
@@ -68,6 +69,41 @@ def test_locality_json_is_that_of_the_original_attention(tmp_path, checkpoint, f
     assert record["num_images"] == len(want["images"])
 
 
+def reference_rollout(attention, fusion, prefix, class_token):
+    """Abnar & Zuidema's rollout of [L, B, H, T, T] maps in float64: per layer the heads fused,
+    plus the identity, rows renormalised, multiplied through the layers; the CLS row over the
+    patches (the mean of the patch rows without a class token)."""
+    attention = np.asarray(attention, np.float64)
+    eye = np.eye(attention.shape[-1])
+    rollout = eye
+    for layer in attention:
+        fused = getattr(np, fusion)(layer, axis=1) + eye
+        rollout = fused / fused.sum(-1, keepdims=True) @ rollout
+    if class_token:
+        return rollout[:, 0, prefix:]
+    return rollout[:, prefix:, prefix:].mean(1)
+
+
+@pytest.mark.parametrize("fusion", ["mean", "max", "min"])
+@pytest.mark.parametrize("fixture", ["timm_vit", "timm_reg_gap_ls"])
+def test_rollout_in_the_pass_is_that_of_the_original_attention(fixture, fusion):
+    """Rollout computed inside the jitted pass equals the rollout of timm's own attention maps
+    (float32 products of 2 layers against float64: 1e-5 of the values, which are at most 1)."""
+    want = dict(np.load(FIXTURES / fixture / "expected.npz"))
+    loaded = load_checkpoint(FIXTURES / fixture)
+    model = loaded.model
+    result = analyze_params(
+        Predictor(model, loaded.preprocessing.mean, loaded.preprocessing.std), loaded.params,
+        want["images"], mesh=sharding.make_mesh(), batch_size=8, rollout=fusion,
+    )  # fmt: skip
+    reference = reference_rollout(
+        want["attention"], fusion, model.num_prefix_tokens, model.has_class_token
+    )
+    maps = result["rollout"]
+    assert maps.shape == (len(want["images"]), 4, 4)
+    np.testing.assert_allclose(maps.reshape(len(maps), -1), reference, rtol=1e-5, atol=1e-6)
+
+
 def python(*args, timeout=300):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     return subprocess.run(
@@ -94,7 +130,8 @@ def test_command_line_on_jpegs_of_any_size(tmp_path):
     assert list(record) == LOCALITY_JSON_KEYS
     assert (record["num_images"], record["image_size"], record["patch_size"]) == (3, 56, 14)
     assert (record["grid"], record["num_prefix_tokens"]) == ([4, 4], 2)
-    for plot in ("mad_per_head", "entropy_per_head", "attention_maps"):
+    plots = ("mad_per_head", "entropy_per_head", "attention_maps", "mad_px_vit_paper", "rollout")
+    for plot in plots:
         assert (out / "plots" / f"{plot}.png").read_bytes()[:8] == PNG_SIGNATURE, plot
     assert result.stdout.splitlines()[0].startswith("locality at step 0: ")
 
@@ -124,7 +161,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
 
 def test_analytic_anchors_uniform_is_116_5_px_and_self_is_0():
     """The ViT paper's figure at 224 px, patches of 16: uniform attention over the 14 x 14
-    patches is 116.5 px away on average (its "global" ceiling); attention on itself is 0 px.
+    patches is 116.5 px away on average (its "global" ceiling); attention on itself is 0 px;
+    rollout of uniform attention is uniform over the patches.
     Uniform attention comes from a ViT whose queries and keys are 0: every token attends to all
     197 equally, so the renormalised MAD is the uniform 116.5 px and the ViT paper's own
     convention (the CLS column dropped, not renormalised) gives 116.5 * 196 / 197."""
@@ -139,9 +177,12 @@ def test_analytic_anchors_uniform_is_116_5_px_and_self_is_0():
     pixels = rng.integers(0, 256, (2, 224, 224, 3), np.uint8)
     per_head = analyze_params(
         Predictor(model, (0.5,) * 3, (0.5,) * 3), params, pixels,
-        mesh=sharding.make_mesh(), batch_size=8,
+        mesh=sharding.make_mesh(), batch_size=8, rollout="mean",
     )  # fmt: skip
     np.testing.assert_allclose(per_head["mad_px"], 116.5, atol=0.05)
+    # Rollout of uniform U over L = 2 layers: ((U + I) / 2)^2 = (I + 3 U) / 4, so the CLS row
+    # puts 3 / (4 * 197) on every patch.
+    np.testing.assert_allclose(per_head["rollout"], 3 / (4 * 197), rtol=1e-5)
     np.testing.assert_allclose(per_head["mad_unnorm_px"], 116.5 * 196 / 197, atol=0.05)
     np.testing.assert_allclose(per_head["mad"], 116.5 / 224, atol=0.05 / 224)
 
@@ -149,3 +190,24 @@ def test_analytic_anchors_uniform_is_116_5_px_and_self_is_0():
     sums, count = locality_sums(itself, grid=(14, 14), num_prefix_tokens=1, patch_size=16)
     assert float(sums["mad_px"][0] / count) == 0.0
     assert float(sums["mad_unnorm_px"][0] / count) == 0.0
+
+
+def test_rollout_adds_about_one_product_per_layer_to_the_pass_memory():
+    """XLA's buffer assignment with rollout on: the heads are fused inside the pass's scan over
+    heads, so no layer's maps outlive it; what grows with depth is about one carried [B, T, T]
+    float32 product per layer (on XLA:CPU, measured 1.0-1.2 of it), depth / heads of one layer's
+    maps (one layer's maps for ViT-B/16), against the depth x heads x [B, T, T] of all maps."""
+    batch, heads, image_size = 16, 4, 64
+    tokens = 1 + (image_size // 4) ** 2
+    product_bytes = batch * tokens * tokens * 4
+    images = jax.ShapeDtypeStruct((batch, image_size, image_size, 3), jnp.uint8)
+    mask = jax.ShapeDtypeStruct((batch,), jnp.bool_)
+    for fusion in ("mean", "max"):
+        temp = {}
+        for depth in (2, 8):
+            model = ViT(num_classes=10, width=32, depth=depth, num_heads=heads, mlp_dim=64)
+            params = jax.eval_shape(model.init, jax.random.key(0), images)["params"]
+            predictor = Predictor(model, (0.5,) * 3, (0.5,) * 3)
+            lowered = make_locality_pass(predictor, fusion).lower(params, images, mask)
+            temp[depth] = lowered.compile().memory_analysis().temp_size_in_bytes
+        assert temp[8] - temp[2] < 6 * 1.25 * product_bytes, (fusion, temp, product_bytes)

@@ -245,3 +245,20 @@ def test_inconsistent_token_fields_are_refused():
             num_classes=2, width=8, depth=1, num_heads=2, mlp_dim=8, distill_token=True,
             norm_after_pool=True,
         ).init(jax.random.key(0), images)  # fmt: skip
+
+
+def test_attention_carry_goes_from_layer_to_layer():
+    """With an initial carry, reduce_attention(probs, carry) -> (reduced, carry) is called in
+    layer order and the last carry comes back."""
+    model = ViT(num_classes=2, width=8, depth=3, num_heads=2, mlp_dim=8)
+    images = jnp.ones((2, 8, 8, 3))
+    params = jax.jit(model.init)(jax.random.key(0), images)["params"]
+
+    def reduce(probs, carry):
+        return probs.sum(-1).mean(), carry * 10 + probs.shape[1]
+
+    _, out = model.apply(
+        {"params": params}, images, reduce_attention=reduce, attention_carry=jnp.int32(1)
+    )
+    assert int(out["attention_carry"]) == 1222  # ((1 * 10 + 2) * 10 + 2) * 10 + 2
+    np.testing.assert_allclose(out["attention_reduced"], 1.0, rtol=1e-6)

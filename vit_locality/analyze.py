@@ -52,6 +52,9 @@ _INTERPOLATION = flags.DEFINE_string("interpolation", None, "With --checkpoint: 
 _MEAN = flags.DEFINE_list("mean", None, "With --checkpoint: per-channel mean in [0, 1] units.")
 _STD = flags.DEFINE_list("std", None, "With --checkpoint: per-channel std in [0, 1] units.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "With --checkpoint: images per pass.")
+_ROLLOUT = flags.DEFINE_string(
+    "rollout", "mean", "With --checkpoint: head fusion of attention rollout (mean, max, min)."
+)
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to analyse (default: the latest).")
 _NUM_IMAGES = flags.DEFINE_integer(
     "num_images", None, "First N test images to average over (default config.analysis.num_images)."
@@ -165,6 +168,7 @@ def _analyze_checkpoint() -> dict[str, Any]:
         gelu=_GELU.value,
         num_images=_NUM_IMAGES.value,
         batch_size=_BATCH_SIZE.value,
+        rollout=_ROLLOUT.value,
         image_size=_IMAGE_SIZE.value,
         resize=_RESIZE.value,
         interpolation=_INTERPOLATION.value,

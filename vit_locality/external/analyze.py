@@ -3,8 +3,9 @@
 `analyze_checkpoint` loads the checkpoint (`external.load_checkpoint`), prepares the images as
 its library does (or as overridden), resamples the position embedding when the analysis size is
 not the checkpoint's, and runs the same jitted locality pass and writers as a run of this
-project (`analysis.results.analyze_and_write`): `OUT/locality.json` in the same schema (`step`
-is 0, `dataset` the images folder) and `OUT/plots/`.
+project (`analysis.results.analyze_and_write`), attention rollout included: `OUT/locality.json`
+in the same schema (`step` is 0, `dataset` the images folder) and `OUT/plots/` (the per-head
+figures, the ViT paper's MAD-in-pixels figure, first-layer attention maps, rollout overlays).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pathlib
 from typing import Any
 
 from vit_locality import sharding
+from vit_locality.analysis.attention_pass import ROLLOUT_FUSIONS
 from vit_locality.analysis.results import analyze_and_write
 from vit_locality.errors import UserError
 from vit_locality.external import load_checkpoint
@@ -31,6 +33,7 @@ def analyze_checkpoint(
     gelu: str | None = None,
     num_images: int | None = None,
     batch_size: int = 32,
+    rollout: str = "mean",
     **preprocessing: Any,
 ) -> dict[str, Any]:
     """Analyses `checkpoint` on the images in folder `images`; writes `out/locality.json` and
@@ -44,6 +47,7 @@ def analyze_checkpoint(
       gelu: "exact" / "tanh" to replace the format's GELU, or None.
       num_images: the first N images of the folder (default: all).
       batch_size: images per jitted pass (rounded up to a multiple of the device count).
+      rollout: the head fusion of attention rollout: "mean", "max" or "min".
       **preprocessing: overrides of the checkpoint's preprocessing, as
         `Preprocessing.with_overrides` takes them (image_size, resize, interpolation, mean, std).
 
@@ -57,6 +61,10 @@ def analyze_checkpoint(
         raise UserError(f"--num_images={num_images} is not allowed: a positive integer")
     if batch_size < 1:
         raise UserError(f"--batch_size={batch_size} is not allowed: a positive integer")
+    if rollout not in ROLLOUT_FUSIONS:
+        raise UserError(
+            f"--rollout={rollout!r} is not allowed: one of {', '.join(ROLLOUT_FUSIONS)}"
+        )
     loaded = load_checkpoint(checkpoint, format, gelu=gelu)
     prep = loaded.preprocessing.with_overrides(**preprocessing)
     loaded = at_image_size(loaded, prep.image_size)
@@ -75,4 +83,5 @@ def analyze_checkpoint(
         dataset=str(images),
         mesh=sharding.make_mesh(),
         batch_size=min(batch_size, len(pixels)),
+        rollout=rollout,
     )

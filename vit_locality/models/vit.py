@@ -22,6 +22,10 @@ intermediates in the style of big_vision:
 - `attention_reduced`: (only with `reduce_attention=fn`) a tuple of `depth` pytrees, `fn` applied
   to each layer's float32 [B, num_heads, T, T] attention as soon as the layer has computed it.
 
+- `attention_carry`: (only with `reduce_attention` and an initial `attention_carry`) the carry
+  after the last layer: then `reduce_attention(probs, carry) -> (reduced, carry)` is called layer
+  by layer, the carry passed from one layer's reduction to the next (e.g. attention rollout).
+
 `reduce_attention` is for analysing attention on large inputs: each layer's reduction is finished
 (`jax.lax.optimization_barrier`) before the next block starts, so under `jax.jit` the maps of one
 layer are freed before the next layer's exist and the peak memory is about one layer's maps, not
@@ -197,7 +201,8 @@ class ViT(nn.Module):
         images: jax.Array,
         *,
         return_attention: bool = False,
-        reduce_attention: Callable[[jax.Array], Any] | None = None,
+        reduce_attention: Callable[..., Any] | None = None,
+        attention_carry: Any = None,
     ) -> tuple[jax.Array, dict[str, Any]]:
         if self.pool == "cls" and not self.has_class_token:
             raise ValueError("pool='cls' needs class_token=True (or None)")
@@ -232,9 +237,15 @@ class ViT(nn.Module):
                 name=f"block{i:02d}",
             )(x)
             attention.append(probs)
-            if reduce_attention is not None:
+            if reduce_attention is not None and attention_carry is None:
                 # The next block waits for this reduction, so these maps die before the next ones.
                 x, layer_reduced = jax.lax.optimization_barrier((x, reduce_attention(probs)))
+                reduced.append(layer_reduced)
+            elif reduce_attention is not None:
+                layer_reduced, attention_carry = reduce_attention(probs, attention_carry)
+                x, layer_reduced, attention_carry = jax.lax.optimization_barrier(
+                    (x, layer_reduced, attention_carry)
+                )
                 reduced.append(layer_reduced)
         if not self.norm_after_pool:
             x = norm(name="encoder_norm")(x)
@@ -251,6 +262,8 @@ class ViT(nn.Module):
             out["attention"] = tuple(attention)
         if reduce_attention is not None:
             out["attention_reduced"] = tuple(reduced)
+        if attention_carry is not None:
+            out["attention_carry"] = attention_carry
         return logits, out
 
     def _head(self, pooled: jax.Array, tokens: jax.Array) -> jax.Array:
