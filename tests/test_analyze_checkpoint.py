@@ -143,9 +143,9 @@ def test_command_line_on_jpegs_of_any_size(tmp_path):
          "--workdir and --checkpoint are not allowed together: one of them"),
         (["--checkpoint=C", "--images=I"], "--checkpoint needs --images=DIR and --out=DIR"),
         (["--checkpoint=C", "--images=I", "--out=O", "--format=keras"],
-         "--format='keras' is not allowed: one of timm, big_vision, hf"),
+         "--format='keras' is not allowed: one of timm, big_vision, hf, project"),
         (["--checkpoint=C", "--images=I", "--out=O", "--std=0.5,0,0.5"],
-         "--std=0.5,0.0,0.5 is not allowed: three positive numbers"),
+         "--std=0.5,0.0,0.5 is not allowed: positive numbers"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):

@@ -126,7 +126,10 @@ def test_a_checkpoint_with_weights_the_vit_lacks_is_refused(tmp_path):
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"format": "keras"}, "--format='keras' is not allowed: one of timm, big_vision, hf"),
+        (
+            {"format": "keras"},
+            "--format='keras' is not allowed: one of timm, big_vision, hf, project",
+        ),
         ({"gelu": "relu"}, "--gelu='relu' is not allowed: one of exact, tanh"),
     ],
 )

@@ -18,25 +18,25 @@ import pathlib
 import sys
 from typing import Any
 
-import ml_collections
 from absl import app, flags, logging
 
-from vit_locality import checkpointing, sharding, train_state
+from vit_locality import sharding
 from vit_locality.analysis.results import analyze_and_write, format_table, write_training_curves
 from vit_locality.cli import parse_flags
-from vit_locality.data.datasets import DATASETS
 from vit_locality.data.sources import load_split
 from vit_locality.errors import UserError
 from vit_locality.external.analyze import analyze_checkpoint
-from vit_locality.models import build_model
 from vit_locality.predict import Predictor
+from vit_locality.restore import restore_params
 from vit_locality.workdir import RunDir
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (holds config.json, checkpoints/).")
 _CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", None, "Another library's checkpoint: a timm or Hugging Face folder, or a .npz."
+    "checkpoint", None, "A timm or Hugging Face folder, a .npz, or a run directory of this project."
 )
-_FORMAT = flags.DEFINE_string("format", None, "timm, big_vision or hf (default: detected).")
+_FORMAT = flags.DEFINE_string(
+    "format", None, "timm, big_vision, hf or project (default: detected)."
+)
 _IMAGES = flags.DEFINE_string("images", None, "With --checkpoint: a folder of JPEG/PNG images.")
 _OUT = flags.DEFINE_string("out", None, "With --checkpoint: where locality.json and plots/ go.")
 _GELU = flags.DEFINE_string(
@@ -102,46 +102,23 @@ def analyze_run(
       UserError: no run or no checkpoint in `workdir`, `step` not saved, `num_images` < 1, or
         the data cannot be loaded; raised before anything is computed or written.
     """
-    run_dir = RunDir(workdir)
-    config = ml_collections.ConfigDict(run_dir.require_config())
-    if config.get("dataset") not in DATASETS:
-        raise UserError(f"{run_dir.config_file} names an unknown dataset {config.get('dataset')!r}")
     if num_images is not None and num_images < 1:
         raise UserError(f"--num_images={num_images} is not allowed: a positive integer")
-    if not run_dir.checkpoints_dir.is_dir():
-        raise UserError(f"{workdir} has no checkpoints/ directory: nothing was saved yet")
+    config, model, params, step = restore_params(workdir, step)
     if data_dir is not None:
         config.data.dir = data_dir
+    images, _ = load_split(config, "test")
+    images = images[: num_images or config.analysis.num_images]
 
-    ckpt = checkpointing.Checkpointer(run_dir.checkpoints_dir, config.kept_checkpoints)
-    try:
-        saved = ckpt.all_steps()
-        if not saved:
-            raise UserError(f"{run_dir.checkpoints_dir} holds no committed checkpoint yet")
-        step = max(saved) if step is None else step
-        if step not in saved:
-            raise UserError(
-                f"--step={step} is not a saved checkpoint of {workdir}; saved steps: "
-                + ", ".join(str(s) for s in sorted(saved))
-            )
-        images, _ = load_split(config, "test")
-        images = images[: num_images or config.analysis.num_images]
-
-        model = build_model(config.model, DATASETS[config.dataset].num_classes)
-        mesh = sharding.make_mesh()
-        _, tx = train_state.optimizer(config)  # the optimizer state's structure only
-        state, _ = ckpt.restore(step, train_state.abstract_state(config, model, tx, mesh))
-    finally:
-        ckpt.close()
-
+    run_dir = RunDir(workdir)
     record = analyze_and_write(
         run_dir,
         Predictor.for_dataset(model, config.dataset),
-        state.params,
+        params,
         images,
         step=step,
         dataset=config.dataset,
-        mesh=mesh,
+        mesh=sharding.make_mesh(),
         batch_size=min(config.batch_size, len(images)),
     )
     write_training_curves(run_dir)
@@ -155,7 +132,7 @@ def _numbers(name: str, values: list[str] | None) -> tuple[float, ...] | None:
         return tuple(float(v) for v in values)
     except ValueError:
         raise UserError(
-            f"--{name}={','.join(values)!r} is not allowed: three numbers, e.g. 0.5,0.5,0.5"
+            f"--{name}={','.join(values)!r} is not allowed: a number per channel, e.g. 0.5,0.5,0.5"
         ) from None
 
 

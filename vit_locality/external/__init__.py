@@ -4,7 +4,7 @@
 checkpoint's preprocessing and its native input size. Formats: `timm` (a hub folder:
 config.json + model.safetensors), `hf` (a Hugging Face ViT / DeiT folder: config.json with a
 model_type + model.safetensors), `big_vision` (a .npz of google-research/vision_transformer or
-big_vision, scanned or not).
+big_vision, scanned or not), `project` (a run directory of this project: its latest checkpoint).
 """
 
 from __future__ import annotations
@@ -17,16 +17,18 @@ from vit_locality.errors import UserError
 from vit_locality.external.hf import load_hf
 from vit_locality.external.npz import load_npz
 from vit_locality.external.params import Loaded
+from vit_locality.external.project import load_project
 from vit_locality.external.timm import load_timm
 
-LOADERS = {"timm": load_timm, "big_vision": load_npz, "hf": load_hf}
+LOADERS = {"timm": load_timm, "big_vision": load_npz, "hf": load_hf, "project": load_project}
 GELUS = {"exact": False, "tanh": True}  # -> ViT.gelu_approximate
 
 
 def detect_format(path: pathlib.Path) -> str:
     """The format of the checkpoint at `path`, from its files: a folder whose config.json names
     an `architecture` is timm's, one whose config.json names a `model_type` is Hugging Face's, a
-    .npz file is big_vision's (or the original ViT code's).
+    .npz file is big_vision's (or the original ViT code's), a run directory of this project
+    (config.json with `dataset` and `model`) is `project`.
 
     Raises:
       UserError: nothing there, or no format recognised.
@@ -40,9 +42,12 @@ def detect_format(path: pathlib.Path) -> str:
             return "timm"
         if "model_type" in keys:
             return "hf"
+        if "dataset" in keys and "model" in keys:
+            return "project"
     raise UserError(
         f"--checkpoint={path} is not a checkpoint this reads: a timm hub folder (config.json "
-        "with an architecture), a Hugging Face folder (config.json with a model_type) or a .npz"
+        "with an architecture), a Hugging Face folder (config.json with a model_type), a .npz "
+        "or a run of this project"
     )
 
 

@@ -43,14 +43,16 @@ class Preprocessing:
       crop_rounding: "round" (torchvision: offset `int(round((h - H) / 2))`) or "floor"
         (Hugging Face: `(h - H) // 2`).
       mean, std: per channel, in [0, 1] units: the model sees `(x / 255 - mean) / std`.
+      channels: 3 (RGB) or 1 (grayscale, PIL's "L" conversion).
     """
 
     image_size: tuple[int, int]
     resize: tuple[int, int] | int
     interpolation: str
     crop_rounding: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    channels: int = 3
 
     def __post_init__(self) -> None:
         if self.interpolation not in INTERPOLATIONS:
@@ -85,10 +87,12 @@ class Preprocessing:
         for name, value in (("mean", mean), ("std", std)):
             if value is not None:
                 shown = ",".join(str(v) for v in value)
-                if len(value) != 3 or not all(math.isfinite(v) for v in value):
-                    raise UserError(f"--{name}={shown} is not allowed: three finite numbers")
+                if len(value) != self.channels or not all(math.isfinite(v) for v in value):
+                    raise UserError(
+                        f"--{name}={shown} is not allowed: {self.channels} finite numbers"
+                    )
                 if name == "std" and min(value) <= 0:
-                    raise UserError(f"--std={shown} is not allowed: three positive numbers")
+                    raise UserError(f"--std={shown} is not allowed: positive numbers")
                 changes[name] = tuple(float(v) for v in value)
         if interpolation is not None:
             if interpolation not in INTERPOLATIONS:
@@ -100,8 +104,8 @@ class Preprocessing:
         return dataclasses.replace(self, **changes)
 
     def prepare_one(self, image: Image.Image) -> np.ndarray:
-        """One PIL image (any size and mode) -> uint8 [H, W, 3]."""
-        image = image.convert("RGB")
+        """One PIL image (any size and mode) -> uint8 [H, W, channels]."""
+        image = image.convert("RGB" if self.channels == 3 else "L")
         if isinstance(self.resize, int):
             w, h = image.size
             short, long = (w, h) if w <= h else (h, w)
@@ -111,7 +115,7 @@ class Preprocessing:
             size = (self.resize[1], self.resize[0])
         if image.size != size:
             image = image.resize(size, INTERPOLATIONS[self.interpolation])
-        array = np.asarray(image)
+        array = np.asarray(image).reshape(image.size[1], image.size[0], self.channels)
         (top, left) = (self._offset(array.shape[i], self.image_size[i]) for i in range(2))
         return array[top : top + self.image_size[0], left : left + self.image_size[1]]
 
@@ -123,7 +127,7 @@ class Preprocessing:
         )
 
     def prepare(self, images: list[Image.Image]) -> np.ndarray:
-        """PIL images -> uint8 [N, H, W, 3]."""
+        """PIL images -> uint8 [N, H, W, channels]."""
         return np.stack([self.prepare_one(image) for image in images])
 
 
