@@ -29,7 +29,8 @@ layer scales all matter; LayerNorm scales near 1), a few layers and a tiny width
 timm: `timm_vit` (class token, position embedding over it), `timm_deit_distilled` (class and
 distillation tokens, two heads), `timm_reg_gap_ls` (register tokens and no class token, the
 position embedding on the patches only, GAP with the LayerNorm after the pooling, layer scale,
-patch 14), each a hub folder written by timm's `save_for_hf` (config.json + model.safetensors).
+no qkv bias, patch 14), each a hub folder written by timm's `save_for_hf` (config.json +
+model.safetensors).
 The attention comes from timm's unfused path (`set_fused_attn(False)`), read off `attn_drop`.
 
 Hugging Face: `hf_vit_classifier` (ViTForImageClassification), `hf_vit_model` (ViTModel, with
@@ -297,6 +298,7 @@ def main() -> None:
         patch_size=14,
         reg_tokens=2,
         init_values=0.1,
+        qkv_bias=False,
         **small,
     )
     bv = make_timm(

@@ -121,6 +121,7 @@ def test_checkpoint_of_a_run_on_its_own_test_images_equals_the_workdir_analysis(
     workdir_record = analyze_run(smoke_run, num_images=12)
     record = analyze_checkpoint(smoke_run, folder, tmp_path / "out", batch_size=8)
     assert (record["grid"], record["num_prefix_tokens"], record["num_images"]) == ([8, 8], 1, 12)
+    assert record["step"] == workdir_record["step"] == 2
     for name in DEFINITIONS:
         np.testing.assert_allclose(
             record["per_head"][name], workdir_record["per_head"][name], rtol=1e-5, atol=1e-7

@@ -4,7 +4,8 @@
 its library does (or as overridden), resamples the position embedding when the analysis size is
 not the checkpoint's, and runs the same jitted locality pass and writers as a run of this
 project (`analysis.results.analyze_and_write`), attention rollout included: `OUT/locality.json`
-in the same schema (`step` is 0, `dataset` the images folder) and `OUT/plots/` (the per-head
+in the same schema (`step` is the run's for a run of this project, else 0; `dataset` the images
+folder) and `OUT/plots/` (the per-head
 figures, the ViT paper's MAD-in-pixels figure, first-layer attention maps, rollout overlays).
 """
 
@@ -79,7 +80,7 @@ def analyze_checkpoint(
         Predictor(loaded.model, prep.mean, prep.std),
         loaded.params,
         pixels,
-        step=0,
+        step=loaded.step,
         dataset=str(images),
         mesh=sharding.make_mesh(),
         batch_size=min(batch_size, len(pixels)),

@@ -107,6 +107,8 @@ class Loaded:
       image_size: (H, W) in pixels, the input size the position embedding was trained at.
       format: "timm", "big_vision" or "hf".
       name: what the checkpoint calls itself (architecture or model type and path).
+      step: the training step of the parameters where the checkpoint records it (a run of this
+        project), else 0.
     """
 
     model: ViT
@@ -115,6 +117,7 @@ class Loaded:
     image_size: tuple[int, int]
     format: str
     name: str
+    step: int = 0
 
 
 def checked(loaded: Loaded) -> Loaded:

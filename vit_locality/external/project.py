@@ -40,4 +40,4 @@ def load_project(workdir: pathlib.Path) -> Loaded:
     )
     params = jax.tree.map(np.asarray, jax.device_get(params))
     name = f"{config.dataset} run {workdir} at step {step}"
-    return Loaded(model, params, preprocessing, size, "project", name)
+    return Loaded(model, params, preprocessing, size, "project", name, step)

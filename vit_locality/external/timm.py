@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import pathlib
 
+import numpy as np
+
 from vit_locality.errors import UserError
 from vit_locality.external.arrays import read_safetensors
 from vit_locality.external.params import (
@@ -111,7 +113,10 @@ def load_timm(folder: pathlib.Path) -> Loaded:
 def _block(arrays: Arrays, prefix: str, width: int, heads: int) -> dict:
     """One `blocks.i.` of timm as this project's `blockNN` parameters."""
     qkv_weight = arrays.take(prefix + "attn.qkv.weight")  # [3D, D]: rows [q; k; v], (H, hd) each
-    qkv_bias = arrays.take(prefix + "attn.qkv.bias") if prefix + "attn.qkv.bias" in arrays else None
+    has_bias = prefix + "attn.qkv.bias" in arrays  # qkv_bias=False: zero biases
+    qkv_bias = (
+        arrays.take(prefix + "attn.qkv.bias") if has_bias else np.zeros(3 * width, np.float32)
+    )
     block = {
         "norm1": layer_norm(
             arrays.take(prefix + "norm1.weight"), arrays.take(prefix + "norm1.bias")
@@ -122,9 +127,7 @@ def _block(arrays: Arrays, prefix: str, width: int, heads: int) -> dict:
         "attn": {
             "qkv": {
                 "kernel": qkv_weight.T.reshape(width, 3, heads, width // heads),
-                "bias": (qkv_bias if qkv_bias is not None else 0 * qkv_weight[:, 0]).reshape(
-                    3, heads, width // heads
-                ),
+                "bias": qkv_bias.reshape(3, heads, width // heads),
             },
             "out": attention_out(
                 arrays.take(prefix + "attn.proj.weight").T,
