@@ -141,7 +141,11 @@ def test_command_line_on_jpegs_of_any_size(tmp_path):
     [
         (["--workdir=W", "--checkpoint=C"],
          "--workdir and --checkpoint are not allowed together: one of them"),
-        (["--checkpoint=C", "--images=I"], "--checkpoint needs --images=DIR and --out=DIR"),
+        (["--checkpoint=C", "--images=I"],
+         "--checkpoint needs --out=DIR and one of --images=DIR, --dataset=NAME"),
+        (["--checkpoint=C", "--out=O", "--dataset=imagenet"],
+         "--dataset='imagenet' is not allowed: one of cifar10, cifar100, fashion_mnist, "
+         "tiny_imagenet"),
         (["--checkpoint=C", "--images=I", "--out=O", "--format=keras"],
          "--format='keras' is not allowed: one of timm, big_vision, hf, project"),
         (["--checkpoint=C", "--images=I", "--out=O", "--std=0.5,0,0.5"],

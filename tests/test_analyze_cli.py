@@ -1,7 +1,7 @@
 """`python -m vit_locality.analyze` on a real smoke run's checkpoint: restored onto another device
 count, it writes locality.json in the DESIGN.md schema and the plots; a directory without a run or
 a step that was not saved is one `error:` line, exit 2, and changes nothing; the same run read by
-`analyze --checkpoint` on PNGs of its test images gives the same numbers."""
+`analyze --checkpoint` on PNGs of its test images, or on its test split, gives the same numbers."""
 
 import json
 import os
@@ -120,10 +120,16 @@ def test_checkpoint_of_a_run_on_its_own_test_images_equals_the_workdir_analysis(
         Image.fromarray(image).save(folder / f"{i:02d}.png")
     workdir_record = analyze_run(smoke_run, num_images=12)
     record = analyze_checkpoint(smoke_run, folder, tmp_path / "out", batch_size=8)
+    split_record = analyze_checkpoint(
+        smoke_run, None, tmp_path / "split", dataset="cifar10", data_dir=str(CIFAR10_SAMPLE),
+        num_images=12, batch_size=8,
+    )  # fmt: skip
     assert (record["grid"], record["num_prefix_tokens"], record["num_images"]) == ([8, 8], 1, 12)
     assert record["step"] == workdir_record["step"] == 2
+    assert split_record["dataset"] == "cifar10 test split"
     for name in DEFINITIONS:
-        np.testing.assert_allclose(
-            record["per_head"][name], workdir_record["per_head"][name], rtol=1e-5, atol=1e-7
-        )
+        for got in (record, split_record):
+            np.testing.assert_allclose(
+                got["per_head"][name], workdir_record["per_head"][name], rtol=1e-5, atol=1e-7
+            )
     assert (tmp_path / "out" / "plots" / "rollout.png").read_bytes()[:8] == PNG_SIGNATURE

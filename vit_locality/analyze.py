@@ -38,6 +38,9 @@ _FORMAT = flags.DEFINE_string(
     "format", None, "timm, big_vision, hf or project (default: detected)."
 )
 _IMAGES = flags.DEFINE_string("images", None, "With --checkpoint: a folder of JPEG/PNG images.")
+_DATASET = flags.DEFINE_string(
+    "dataset", None, "With --checkpoint, instead of --images: this dataset's test split."
+)
 _OUT = flags.DEFINE_string("out", None, "With --checkpoint: where locality.json and plots/ go.")
 _GELU = flags.DEFINE_string(
     "gelu", None, "With --checkpoint: exact or tanh (default: the format's)."
@@ -60,7 +63,10 @@ _NUM_IMAGES = flags.DEFINE_integer(
     "num_images", None, "First N test images to average over (default config.analysis.num_images)."
 )
 _DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "Override config.data.dir (the run was trained where data lived elsewhere)."
+    "data_dir",
+    None,
+    "Override config.data.dir (the run was trained where data lived elsewhere); with --dataset, "
+    "the dataset's official files (default: tfds).",
 )
 flags.register_multi_flags_validator(
     ["workdir", "checkpoint"],
@@ -73,9 +79,12 @@ flags.register_multi_flags_validator(
     message="--workdir and --checkpoint are not allowed together: one of them",
 )
 flags.register_multi_flags_validator(
-    ["checkpoint", "images", "out"],
-    lambda f: f["checkpoint"] is None or (f["images"] is not None and f["out"] is not None),
-    message="--checkpoint needs --images=DIR and --out=DIR",
+    ["checkpoint", "images", "dataset", "out"],
+    lambda f: (
+        f["checkpoint"] is None
+        or ((f["images"] is None) != (f["dataset"] is None) and f["out"] is not None)
+    ),
+    message="--checkpoint needs --out=DIR and one of --images=DIR, --dataset=NAME",
 )
 
 
@@ -141,6 +150,8 @@ def _analyze_checkpoint() -> dict[str, Any]:
         _CHECKPOINT.value,
         _IMAGES.value,
         _OUT.value,
+        dataset=_DATASET.value,
+        data_dir=_DATA_DIR.value,
         format=_FORMAT.value,
         gelu=_GELU.value,
         num_images=_NUM_IMAGES.value,
