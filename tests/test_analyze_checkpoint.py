@@ -15,7 +15,11 @@ import pytest
 from PIL import Image
 
 from vit_locality import sharding
-from vit_locality.analysis.attention_pass import analyze_params, make_locality_pass
+from vit_locality.analysis.attention_pass import (
+    analyze_params,
+    centre_attention_layers,
+    make_locality_pass,
+)
 from vit_locality.analysis.locality import DEFINITIONS, locality_metrics, locality_sums
 from vit_locality.external import load_checkpoint
 from vit_locality.external.analyze import analyze_checkpoint
@@ -104,6 +108,25 @@ def test_rollout_in_the_pass_is_that_of_the_original_attention(fixture, fusion):
     np.testing.assert_allclose(maps.reshape(len(maps), -1), reference, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("fixture", ["timm_deit_distilled", "hf_vit_classifier"])
+def test_every_layers_centre_patch_maps_are_the_original_attention(fixture):
+    """The per-layer attention maps figure shows the original maps: every layer's row of the
+    centre patch over the patch keys, renormalised (float32 on both sides: 2e-6)."""
+    want = dict(np.load(FIXTURES / fixture / "expected.npz"))
+    loaded = load_checkpoint(FIXTURES / fixture)
+    model = loaded.model
+    prep = loaded.preprocessing
+    maps = centre_attention_layers(
+        Predictor(model, prep.mean, prep.std), loaded.params, want["images"]
+    )
+    side = loaded.image_size[0] // model.patch_size
+    p = model.num_prefix_tokens
+    rows = want["attention"][..., p + (side // 2) * side + side // 2, p:]  # [L, B, H, N]
+    rows = rows / rows.sum(-1, keepdims=True)
+    assert maps.shape == (*rows.shape[:3], side, side)
+    np.testing.assert_allclose(maps.reshape(rows.shape), rows, rtol=1e-5, atol=2e-6)
+
+
 def python(*args, timeout=300):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     return subprocess.run(
@@ -130,7 +153,8 @@ def test_command_line_on_jpegs_of_any_size(tmp_path):
     assert list(record) == LOCALITY_JSON_KEYS
     assert (record["num_images"], record["image_size"], record["patch_size"]) == (3, 56, 14)
     assert (record["grid"], record["num_prefix_tokens"]) == ([4, 4], 2)
-    plots = ("mad_per_head", "entropy_per_head", "attention_maps", "mad_px_vit_paper", "rollout")
+    plots = ("mad_per_head", "entropy_per_head", "attention_maps", "mad_px_vit_paper", "rollout",
+             "attention_maps_layers")  # fmt: skip
     for plot in plots:
         assert (out / "plots" / f"{plot}.png").read_bytes()[:8] == PNG_SIGNATURE, plot
     assert result.stdout.splitlines()[0].startswith("locality at step 0: ")

@@ -211,10 +211,8 @@ def analyze_params(
     return result
 
 
-@functools.partial(jax.jit, static_argnames=("predictor", "layer"))
-def _query_attention(
-    params: Any, images: jax.Array, *, predictor: Predictor, layer: int
-) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("predictor",))
+def _query_attention(params: Any, images: jax.Array, *, predictor: Predictor) -> jax.Array:
     model = predictor.model
     gh, gw = patch_grid(model, images.shape[1:3])
     p = model.num_prefix_tokens
@@ -225,24 +223,29 @@ def _query_attention(
         return row / jnp.maximum(row.sum(-1, keepdims=True), jnp.finfo(jnp.float32).tiny)
 
     _, out = predictor.in_float32()(params, images, reduce_attention=centre_row)
-    return out["attention_reduced"][layer].reshape(images.shape[0], -1, gh, gw)
+    return jnp.stack(out["attention_reduced"]).reshape(-1, images.shape[0], model.num_heads, gh, gw)
 
 
-def centre_attention(
-    predictor: Predictor, params: Any, images: np.ndarray, *, layer: int = 0
-) -> np.ndarray:
-    """One layer's attention of the centre patch query, for a few images (for figures), computed
-    in float32.
+def centre_attention_layers(predictor: Predictor, params: Any, images: np.ndarray) -> np.ndarray:
+    """Every layer's attention of the centre patch query, for a few images (for figures),
+    computed in float32 in one pass.
 
     The query is the patch at grid cell `(gh // 2, gw // 2)`; its attention over the patch keys
     is renormalized to sum to 1 (the `At` of the locality definitions).
 
     Args:
-      predictor, params: the ViT with its dataset's normalization, and its parameters.
-      images: uint8 `[B, H, W, C]`, a few raw eval images.
-      layer: which layer, 0 = the first.
+      predictor, params: the ViT with its normalization, and its parameters.
+      images: uint8 `[B, H, W, C]`, a few raw images.
 
     Returns:
-      float32 `[B, num_heads, gh, gw]`: the attention weight of each key patch.
+      float32 `[L, B, num_heads, gh, gw]`: the attention weight of each key patch.
     """
-    return np.asarray(_query_attention(params, images, predictor=predictor, layer=layer))
+    return np.asarray(_query_attention(params, images, predictor=predictor))
+
+
+def centre_attention(
+    predictor: Predictor, params: Any, images: np.ndarray, *, layer: int = 0
+) -> np.ndarray:
+    """`centre_attention_layers(...)[layer]`: float32 `[B, num_heads, gh, gw]`, one layer's
+    attention of the centre patch query (layer 0 = the first)."""
+    return centre_attention_layers(predictor, params, images)[layer]

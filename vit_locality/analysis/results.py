@@ -26,7 +26,12 @@ from etils import epath
 from jax.sharding import Mesh
 
 from vit_locality.analysis import plots
-from vit_locality.analysis.attention_pass import analyze_params, centre_attention, patch_grid
+from vit_locality.analysis.attention_pass import (
+    analyze_params,
+    centre_attention,
+    centre_attention_layers,
+    patch_grid,
+)
 from vit_locality.analysis.locality import DEFINITIONS, patch_distances, summarize
 from vit_locality.predict import Predictor
 from vit_locality.workdir import RunDir
@@ -247,16 +252,23 @@ def analyze_and_write(
         write_locality(run_dir, record)
         write_locality_plots(run_dir, record, map_images, maps)
         if rollout_maps is not None:
+            layer_maps = centre_attention_layers(predictor, params, map_images[:1])[:, 0]
             write_checkpoint_plots(
-                run_dir, record, map_images, rollout_maps[:num_map_images], rollout
+                run_dir, record, map_images, rollout_maps[:num_map_images], rollout, layer_maps
             )
     return record
 
 
 def write_checkpoint_plots(
-    run_dir: RunDir, record: Mapping[str, Any], images: np.ndarray, maps: np.ndarray, fusion: str
+    run_dir: RunDir,
+    record: Mapping[str, Any],
+    images: np.ndarray,
+    maps: np.ndarray,
+    fusion: str,
+    layer_maps: np.ndarray,
 ) -> list[epath.Path]:
-    """Writes `plots/mad_px_vit_paper.png` and `plots/rollout.png`.
+    """Writes `plots/mad_px_vit_paper.png`, `plots/rollout.png` and
+    `plots/attention_maps_layers.png`.
 
     The first is the ViT paper's attention-distance figure (Dosovitskiy et al. 2021, Fig. 7):
     every head's mean attention distance in pixels against depth, as its authors computed it
@@ -269,6 +281,8 @@ def write_checkpoint_plots(
       images: uint8 `[B, H, W, C]`, a few of the analysed images.
       maps: `[B, gh, gw]`, their attention rollout maps.
       fusion: the head fusion the rollout used ("mean", "max" or "min").
+      layer_maps: `[L, heads, gh, gw]`, every layer's attention from the centre patch on the
+        first of `images` (`attention_pass.centre_attention_layers`), one row per layer.
 
     Returns:
       The paths written.
@@ -290,5 +304,11 @@ def write_checkpoint_plots(
             maps,
             out / "rollout.png",
             title=f"Attention rollout (heads fused by {fusion})\n{about}",
+        ),
+        plots.plot_attention_maps(
+            np.repeat(images[:1], len(layer_maps), axis=0),
+            layer_maps,
+            out / "attention_maps_layers.png",
+            title=f"Attention from the centre patch (cyan), a row per layer from layer 1\n{about}",
         ),
     ]
