@@ -161,3 +161,13 @@ def test_another_image_size_resamples_the_position_embedding_as_timm(name):
 def test_an_image_size_off_the_patch_grid_is_one_line():
     with pytest.raises(UserError, match=r"^--image_size=36 is not allowed: a multiple of the "):
         at_image_size(load_checkpoint(FIXTURES / "timm_vit"), (36, 36))
+
+
+def test_a_bare_state_dict_is_refused_with_one_line():
+    weights = FIXTURES / "timm_vit" / "model.safetensors"
+    with pytest.raises(UserError) as error:
+        load_checkpoint(weights, "timm")
+    assert (
+        str(error.value)
+        == f"--checkpoint={weights} is not a timm hub folder: it has no config.json"
+    )

@@ -25,6 +25,7 @@ from vit_locality.external.params import (
     checked,
     layer_norm,
     qkv,
+    read_config,
     torch_dense,
     torch_patch_kernel,
 )
@@ -54,7 +55,7 @@ def load_hf(folder: pathlib.Path) -> Loaded:
         hold parts this ViT does not have (e.g. DeiTForImageClassification, whose head reads the
         CLS token alone while its distillation token attends).
     """
-    config = json.loads((folder / "config.json").read_text())
+    config = read_config(folder, "a Hugging Face")
     kind = config.get("model_type")
     if kind not in HEADS:
         raise UserError(f"{folder}/config.json: model_type={kind!r} is not supported: vit or deit")

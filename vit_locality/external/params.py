@@ -12,6 +12,8 @@ size M and patch P: `embedding/kernel` [P, P, C, D] (HWIO), `pos_embedding` [1, 
 from __future__ import annotations
 
 import dataclasses
+import json
+import pathlib
 from typing import Any
 
 import jax
@@ -52,9 +54,9 @@ class Arrays:
         self._read.add(name)
         return array
 
-    def refuse_unread(self, what: str, ignored: tuple[str, ...] = ()) -> None:
-        """UserError naming the arrays nobody took (other than names starting with `ignored`)."""
-        unread = [n for n in self._arrays if n not in self._read and not n.startswith(ignored)]
+    def refuse_unread(self, what: str) -> None:
+        """UserError naming the arrays nobody took."""
+        unread = [n for n in self._arrays if n not in self._read]
         if unread:
             shown = ", ".join(sorted(unread)[:6]) + (", ..." if len(unread) > 6 else "")
             raise UserError(f"{self.source}: {what} with weights this ViT does not have: {shown}")
@@ -85,6 +87,14 @@ def qkv(kernels: list[np.ndarray], biases: list[np.ndarray], heads: int) -> dict
 def attention_out(kernel: np.ndarray, bias: np.ndarray, heads: int) -> dict[str, np.ndarray]:
     """The output projection from a kernel [H * hd, D] (or [H, hd, D]) and bias [D]."""
     return {"kernel": kernel.reshape(heads, -1, kernel.shape[-1]), "bias": bias}
+
+
+def read_config(folder: pathlib.Path, what: str) -> dict:
+    """`folder/config.json`; a UserError when `folder` is not a folder holding one."""
+    path = folder / "config.json"
+    if not path.is_file():
+        raise UserError(f"--checkpoint={folder} is not {what} folder: it has no config.json")
+    return json.loads(path.read_text())
 
 
 def heads_of(width: int, hinted: int | None) -> int:

@@ -14,7 +14,6 @@ are refused with one line rather than ignored.
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 import numpy as np
@@ -28,6 +27,7 @@ from vit_locality.external.params import (
     checked,
     heads_of,
     layer_norm,
+    read_config,
     torch_dense,
     torch_patch_kernel,
 )
@@ -44,7 +44,7 @@ def load_timm(folder: pathlib.Path) -> Loaded:
       UserError: a file is missing, the pooling is not "token" or "avg", or the weights hold
         parts this ViT does not have.
     """
-    config = json.loads((folder / "config.json").read_text())
+    config = read_config(folder, "a timm hub")
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise UserError(f"{folder} has no model.safetensors (timm hub folders hold one)")
