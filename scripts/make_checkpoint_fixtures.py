@@ -8,6 +8,10 @@ read the files without them). From the repository root, in a separate environmen
     /tmp/fixvenv/bin/pip install torch timm transformers safetensors numpy
     /tmp/fixvenv/bin/python scripts/make_checkpoint_fixtures.py
 
+(timm imports torchvision: it must be the build that matches torch, e.g. both CPU wheels.) Made
+with torch 2.13.0 (CPU), timm 1.0.31 and transformers 5.24.0; run again, it writes the same
+files.
+
 Every model has random weights (normal draws, so that biases, tokens, position embeddings and
 layer scales all matter; LayerNorm scales near 1), a few layers and a tiny width, and runs on
 2 random uint8 images. Each fixture folder holds the checkpoint as its library saves it and
