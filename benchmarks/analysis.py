@@ -10,7 +10,13 @@ allocator's measured peak. Parameters are random (speed and
 memory do not depend on their values). No TensorFlow needed.
 
     python benchmarks/analysis.py [--batch_size=128] [--cases=32px_patch4,64px_patch4]
-        [--dtype=float32] [--batches=3]
+        [--dtype=float32] [--batches=3] [--rollout=mean]
+
+`--cases=224px_vitb16` (not run by default) is ViT-B/16 at 224 px as timm builds it (width 768,
+12 layers of 12 heads, MLP 3072, class token with a position, exact GELU, 1000 classes; 197
+tokens), the model of `analyze --checkpoint` on a timm `vit_base_patch16_224`; with
+`--batch_size=125 --batches=8` the timed batches are 1,000 images. `--rollout` adds attention
+rollout to the pass, as `analyze --checkpoint` runs it.
 """
 
 from __future__ import annotations
@@ -29,10 +35,15 @@ from vit_locality.data.datasets import DATASETS
 from vit_locality.models import DTYPES, ViT
 from vit_locality.predict import Predictor
 
-CASES = {  # name -> (dataset whose mean/std are used, image size, patch size)
-    "32px_patch4": ("cifar100", 32, 4),  # the default model: 8x8 patches + CLS = 65 tokens
-    "64px_patch4": ("tiny_imagenet", 64, 4),  # 16x16 patches + CLS = 257 tokens
+CASES = {  # name -> (dataset whose mean/std are used, image size, patch size, model fields)
+    "32px_patch4": ("cifar100", 32, 4, {}),  # the default model: 8x8 patches + CLS = 65 tokens
+    "64px_patch4": ("tiny_imagenet", 64, 4, {}),  # 16x16 patches + CLS = 257 tokens
 }
+VIT_B16 = dict(
+    num_classes=1000, width=768, depth=12, num_heads=12, mlp_dim=3072, pos_embed_prefix=True,
+    gelu_approximate=False,
+)  # fmt: skip
+EXTRA_CASES = {"224px_vitb16": ("tiny_imagenet", 224, 16, VIT_B16)}  # 14x14 patches + CLS
 
 
 def time_per_call(compiled, args: tuple, calls: int) -> float:
@@ -45,11 +56,14 @@ def time_per_call(compiled, args: tuple, calls: int) -> float:
     return (time.perf_counter() - start) / calls
 
 
-def benchmark(case: str, dtype: str, batch_size: int, batches: int) -> dict:
-    dataset, image_size, patch = CASES[case]
+def benchmark(
+    case: str, dtype: str, batch_size: int, batches: int, rollout: str | None = None
+) -> dict:
+    dataset, image_size, patch, fields = {**CASES, **EXTRA_CASES}[case]
     info = DATASETS[dataset]
     mesh = sharding.make_mesh()
-    model = ViT(num_classes=info.num_classes, patch_size=patch, dtype=DTYPES[dtype])
+    fields = {"num_classes": info.num_classes, **fields}
+    model = ViT(patch_size=patch, dtype=DTYPES[dtype], **fields)
     predictor = Predictor.for_dataset(model, dataset)
     shape = (image_size, image_size, info.channels)
     params = jax.jit(
@@ -65,7 +79,8 @@ def benchmark(case: str, dtype: str, batch_size: int, batches: int) -> dict:
         sharding.batch_sharded(mesh),
     )
     start = time.perf_counter()
-    compiled = make_locality_pass(predictor).lower(params, batch["image"], batch["mask"]).compile()
+    lowered = make_locality_pass(predictor, rollout).lower(params, batch["image"], batch["mask"])
+    compiled = lowered.compile()
     compile_s = time.perf_counter() - start
     memory = compiled.memory_analysis()
     seconds = time_per_call(compiled, (params, batch["image"], batch["mask"]), batches)
@@ -76,7 +91,7 @@ def benchmark(case: str, dtype: str, batch_size: int, batches: int) -> dict:
     layer_bytes = batch_size * model.num_heads * tokens * tokens * 4
     stats = jax.devices()[0].memory_stats() or {}
     row = {
-        "name": f"analysis/{case}",
+        "name": f"analysis/{case}" + (f"+rollout_{rollout}" if rollout else ""),
         "img_per_s": round(batch_size / seconds, 1),
         "batch_ms": round(1000 * seconds, 1),
         "forward_img_per_s": round(batch_size / forward_seconds, 1),
@@ -110,9 +125,10 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--dtype", default="float32", choices=tuple(DTYPES))
     parser.add_argument("--batches", type=int, default=3, help="timed batches after a warm-up")
+    parser.add_argument("--rollout", choices=("mean", "max", "min"), default=None)
     args = parser.parse_args()
     for case in args.cases.split(","):
-        benchmark(case, args.dtype, args.batch_size, args.batches)
+        benchmark(case, args.dtype, args.batch_size, args.batches, args.rollout)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,24 @@
 """`python -m vit_locality.analyze` on a real smoke run's checkpoint: restored onto another device
 count, it writes locality.json in docs/locality.md's schema and the plots; a directory without a
-run or a step that was not saved is one `error:` line, exit 2, and changes nothing."""
+run or a step that was not saved is one `error:` line, exit 2, and changes nothing; the same run
+read by `analyze --checkpoint` on PNGs of its test images, or on its test split, gives the same
+numbers."""
 
 import json
 import os
 import subprocess
 import sys
 
+import ml_collections
+import numpy as np
 import pytest
+from PIL import Image
 
 from vit_locality.analysis.locality import DEFINITIONS
 from vit_locality.analyze import analyze_run
+from vit_locality.data.sources import load_split
 from vit_locality.errors import UserError
+from vit_locality.external.analyze import analyze_checkpoint
 
 from .conftest import CIFAR10_SAMPLE, LOCALITY_JSON_KEYS, REPO_ROOT
 
@@ -98,3 +105,32 @@ def test_directory_without_a_run_exits_2_with_one_line(tmp_path):
         "written by python -m vit_locality.main"
     ]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_checkpoint_of_a_run_on_its_own_test_images_equals_the_workdir_analysis(
+    smoke_run, tmp_path
+):
+    """`analyze --checkpoint=RUN --images=DIR` (format `project`) on PNGs of the run's first test
+    images gives the locality.json numbers `analyze --workdir=RUN` gives on the test split: the
+    same parameters, pixels and normalisation (float32 sums in other batches: 1e-5)."""
+    config = ml_collections.ConfigDict(json.loads((smoke_run / "config.json").read_text()))
+    images, _ = load_split(config, "test")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, image in enumerate(images[:12]):
+        Image.fromarray(image).save(folder / f"{i:02d}.png")
+    workdir_record = analyze_run(smoke_run, num_images=12)
+    record = analyze_checkpoint(smoke_run, folder, tmp_path / "out", batch_size=8)
+    split_record = analyze_checkpoint(
+        smoke_run, None, tmp_path / "split", dataset="cifar10", data_dir=str(CIFAR10_SAMPLE),
+        num_images=12, batch_size=8,
+    )  # fmt: skip
+    assert (record["grid"], record["num_prefix_tokens"], record["num_images"]) == ([8, 8], 1, 12)
+    assert record["step"] == workdir_record["step"] == 2
+    assert split_record["dataset"] == "cifar10 test split"
+    for name in DEFINITIONS:
+        for got in (record, split_record):
+            np.testing.assert_allclose(
+                got["per_head"][name], workdir_record["per_head"][name], rtol=1e-5, atol=1e-7
+            )
+    assert (tmp_path / "out" / "plots" / "rollout.png").read_bytes()[:8] == PNG_SIGNATURE

@@ -1,5 +1,7 @@
 """Attention locality of a trained checkpoint: `python -m vit_locality.analyze --workdir=DIR
-[--step=N] [--num_images=N] [--data_dir=PATH]`.
+[--step=N] [--num_images=N] [--data_dir=PATH]`, or of another library's checkpoint:
+`python -m vit_locality.analyze --checkpoint=PATH [--format=timm|big_vision|hf] --images=DIR
+--out=DIR` (see `external/analyze.py`; preprocessing flags override the checkpoint's).
 
 Reads `DIR/config.json`, restores the parameters of checkpoint `--step` (default: the latest) onto
 this machine's devices (the device count may differ from training), analyses the first
@@ -16,28 +18,74 @@ import pathlib
 import sys
 from typing import Any
 
-import ml_collections
 from absl import app, flags, logging
 
-from vit_locality import checkpointing, sharding, train_state
+from vit_locality import sharding
 from vit_locality.analysis.results import analyze_and_write, format_table, write_training_curves
 from vit_locality.cli import parse_flags
-from vit_locality.data.datasets import DATASETS
 from vit_locality.data.sources import load_split
 from vit_locality.errors import UserError
-from vit_locality.models import build_model
+from vit_locality.external.analyze import analyze_checkpoint
 from vit_locality.predict import Predictor
+from vit_locality.restore import restore_params
 from vit_locality.workdir import RunDir
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (holds config.json, checkpoints/).")
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "A timm or Hugging Face folder, a .npz, or a run directory of this project."
+)
+_FORMAT = flags.DEFINE_string(
+    "format", None, "timm, big_vision, hf or project (default: detected)."
+)
+_IMAGES = flags.DEFINE_string("images", None, "With --checkpoint: a folder of JPEG/PNG images.")
+_DATASET = flags.DEFINE_string(
+    "dataset", None, "With --checkpoint, instead of --images: this dataset's test split."
+)
+_OUT = flags.DEFINE_string("out", None, "With --checkpoint: where locality.json and plots/ go.")
+_GELU = flags.DEFINE_string(
+    "gelu", None, "With --checkpoint: exact or tanh (default: the format's)."
+)
+_IMAGE_SIZE = flags.DEFINE_integer(
+    "image_size",
+    None,
+    "With --checkpoint: analyse at this square size (position embedding resampled).",
+)
+_RESIZE = flags.DEFINE_integer("resize", None, "With --checkpoint: shorter side before the crop.")
+_INTERPOLATION = flags.DEFINE_string("interpolation", None, "With --checkpoint: resize filter.")
+_MEAN = flags.DEFINE_list("mean", None, "With --checkpoint: per-channel mean in [0, 1] units.")
+_STD = flags.DEFINE_list("std", None, "With --checkpoint: per-channel std in [0, 1] units.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "With --checkpoint: images per pass.")
+_ROLLOUT = flags.DEFINE_string(
+    "rollout", "mean", "With --checkpoint: head fusion of attention rollout (mean, max, min)."
+)
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to analyse (default: the latest).")
 _NUM_IMAGES = flags.DEFINE_integer(
     "num_images", None, "First N test images to average over (default config.analysis.num_images)."
 )
 _DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "Override config.data.dir (the run was trained where data lived elsewhere)."
+    "data_dir",
+    None,
+    "Override config.data.dir (the run was trained where data lived elsewhere); with --dataset, "
+    "the dataset's official files (default: tfds).",
 )
-flags.mark_flags_as_required(["workdir"])
+flags.register_multi_flags_validator(
+    ["workdir", "checkpoint"],
+    lambda f: f["workdir"] is not None or f["checkpoint"] is not None,
+    message="--workdir is required",
+)
+flags.register_multi_flags_validator(
+    ["workdir", "checkpoint"],
+    lambda f: f["workdir"] is None or f["checkpoint"] is None,
+    message="--workdir and --checkpoint are not allowed together: one of them",
+)
+flags.register_multi_flags_validator(
+    ["checkpoint", "images", "dataset", "out"],
+    lambda f: (
+        f["checkpoint"] is None
+        or ((f["images"] is None) != (f["dataset"] is None) and f["out"] is not None)
+    ),
+    message="--checkpoint needs --out=DIR and one of --images=DIR, --dataset=NAME",
+)
 
 
 def analyze_run(
@@ -63,64 +111,78 @@ def analyze_run(
       UserError: no run or no checkpoint in `workdir`, `step` not saved, `num_images` < 1, or
         the data cannot be loaded; raised before anything is computed or written.
     """
-    run_dir = RunDir(workdir)
-    config = ml_collections.ConfigDict(run_dir.require_config())
-    if config.get("dataset") not in DATASETS:
-        raise UserError(f"{run_dir.config_file} names an unknown dataset {config.get('dataset')!r}")
     if num_images is not None and num_images < 1:
         raise UserError(f"--num_images={num_images} is not allowed: a positive integer")
-    if not run_dir.checkpoints_dir.is_dir():
-        raise UserError(f"{workdir} has no checkpoints/ directory: nothing was saved yet")
+    config, model, params, step = restore_params(workdir, step)
     if data_dir is not None:
         config.data.dir = data_dir
+    images, _ = load_split(config, "test")
+    images = images[: num_images or config.analysis.num_images]
 
-    ckpt = checkpointing.Checkpointer(run_dir.checkpoints_dir, config.kept_checkpoints)
-    try:
-        saved = ckpt.all_steps()
-        if not saved:
-            raise UserError(f"{run_dir.checkpoints_dir} holds no committed checkpoint yet")
-        step = max(saved) if step is None else step
-        if step not in saved:
-            raise UserError(
-                f"--step={step} is not a saved checkpoint of {workdir}; saved steps: "
-                + ", ".join(str(s) for s in sorted(saved))
-            )
-        images, _ = load_split(config, "test")
-        images = images[: num_images or config.analysis.num_images]
-
-        model = build_model(config.model, DATASETS[config.dataset].num_classes)
-        mesh = sharding.make_mesh()
-        _, tx = train_state.optimizer(config)  # the optimizer state's structure only
-        state, _ = ckpt.restore(step, train_state.abstract_state(config, model, tx, mesh))
-    finally:
-        ckpt.close()
-
+    run_dir = RunDir(workdir)
     record = analyze_and_write(
         run_dir,
         Predictor.for_dataset(model, config.dataset),
-        state.params,
+        params,
         images,
         step=step,
         dataset=config.dataset,
-        mesh=mesh,
+        mesh=sharding.make_mesh(),
         batch_size=min(config.batch_size, len(images)),
     )
     write_training_curves(run_dir)
     return record
 
 
+def _numbers(name: str, values: list[str] | None) -> tuple[float, ...] | None:
+    if values is None:
+        return None
+    try:
+        return tuple(float(v) for v in values)
+    except ValueError:
+        raise UserError(
+            f"--{name}={','.join(values)!r} is not allowed: a number per channel, e.g. 0.5,0.5,0.5"
+        ) from None
+
+
+def _analyze_checkpoint() -> dict[str, Any]:
+    return analyze_checkpoint(
+        _CHECKPOINT.value,
+        _IMAGES.value,
+        _OUT.value,
+        dataset=_DATASET.value,
+        data_dir=_DATA_DIR.value,
+        format=_FORMAT.value,
+        gelu=_GELU.value,
+        num_images=_NUM_IMAGES.value,
+        batch_size=_BATCH_SIZE.value,
+        rollout=_ROLLOUT.value,
+        image_size=_IMAGE_SIZE.value,
+        resize=_RESIZE.value,
+        interpolation=_INTERPOLATION.value,
+        mean=_numbers("mean", _MEAN.value),
+        std=_numbers("std", _STD.value),
+    )
+
+
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs at INFO
     try:
-        record = analyze_run(
-            _WORKDIR.value, step=_STEP.value, num_images=_NUM_IMAGES.value, data_dir=_DATA_DIR.value
-        )
+        if _CHECKPOINT.value is not None:
+            record = _analyze_checkpoint()
+        else:
+            record = analyze_run(
+                _WORKDIR.value,
+                step=_STEP.value,
+                num_images=_NUM_IMAGES.value,
+                data_dir=_DATA_DIR.value,
+            )
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     print(format_table(record))
-    run_dir = RunDir(_WORKDIR.value)
+    run_dir = RunDir(_WORKDIR.value or _OUT.value)
     print(f"wrote {run_dir.locality_file} and {run_dir.plots_dir}/", flush=True)
 
 

@@ -153,7 +153,9 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def _absl_message(error: flags.Error) -> str:
     """absl's message, in the form of the config errors where it says which flag and value."""
-    message = first_line(error)
+    # A multi-flag validator's message comes as "flags a=None, b=None: MESSAGE".
+    line = first_line(error, limit=100_000)
+    message = re.sub(r"^flags (\w+=.*?, )*\w+=.*?: ", "", line)[:200]
     if required := re.search(r"Flag (--\w+) must have a value other than None", message):
         return f"{required.group(1)} is required"
     bad_value = re.match(r"flag --(\w+)=(.*?): ", message)

@@ -6,6 +6,8 @@
   `plots/entropy_per_head.png`.
 - `plot_attention_maps`: for a few images, each head's attention from the centre patch over the
   image (`plots/attention_maps.png`).
+- `plot_rollout`: for a few images, the image and its attention rollout over it
+  (`plots/rollout.png` of `analyze --checkpoint`).
 - `plot_training_curves`: train loss, val prec@1 and `locality/min_mad_first_layer` over steps
   from `metrics.jsonl` rows (`plots/training_curves.png`).
 """
@@ -149,6 +151,45 @@ def plot_attention_maps(
                 if col > 0 and head_labels is not None:
                     label += f"\n{head_labels[col - 1]}"
                 ax.set_title(label, fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def plot_rollout(
+    images: np.ndarray, maps: np.ndarray, path: str | pathlib.Path, *, title: str
+) -> epath.Path:
+    """Writes two rows: the images, then each image with its rollout map over it.
+
+    Args:
+      images: uint8 `[B, H, W, C]` (C = 1 or 3), the images as the model saw them.
+      maps: `[B, gh, gw]`, each image's rollout over the patches; each panel is scaled to its
+        own maximum.
+      path: the PNG to write.
+      title: the figure title.
+
+    Returns:
+      `path`.
+    """
+    num_images = maps.shape[0]
+    height, width = images.shape[1:3]
+    fig = new_figure((max(1.6 * num_images, 4.5), 3.6))
+    axes = fig.subplots(2, num_images, squeeze=False)
+    for b in range(num_images):
+        image = images[b, ..., 0] if images.shape[-1] == 1 else images[b]
+        for row, ax in enumerate(axes[:, b]):
+            ax.imshow(image, cmap="gray", interpolation="nearest")
+            if row == 1:
+                ax.imshow(
+                    maps[b],
+                    cmap="inferno",
+                    alpha=0.6,
+                    vmin=0.0,
+                    vmax=max(float(maps[b].max()), 1e-12),
+                    extent=(-0.5, width - 0.5, height - 0.5, -0.5),
+                    interpolation="bilinear",
+                )
+            ax.set_xticks([])
+            ax.set_yticks([])
     fig.suptitle(title, fontsize=9)
     return save_figure(fig, path)
 

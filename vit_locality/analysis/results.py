@@ -26,7 +26,12 @@ from etils import epath
 from jax.sharding import Mesh
 
 from vit_locality.analysis import plots
-from vit_locality.analysis.attention_pass import analyze_params, centre_attention, patch_grid
+from vit_locality.analysis.attention_pass import (
+    analyze_params,
+    centre_attention,
+    centre_attention_layers,
+    patch_grid,
+)
 from vit_locality.analysis.locality import DEFINITIONS, patch_distances, summarize
 from vit_locality.predict import Predictor
 from vit_locality.workdir import RunDir
@@ -201,8 +206,10 @@ def analyze_and_write(
     mesh: Mesh,
     batch_size: int,
     num_map_images: int = 4,
+    rollout: str | None = None,
 ) -> dict[str, Any]:
-    """Analyses `params` on `images`; process 0 writes `locality.json` and the three figures.
+    """Analyses `params` on `images`; process 0 writes `locality.json` and the three figures
+    (five with `rollout`).
 
     Every process must call it (the pass is a collective over `mesh`) with the same `images`.
 
@@ -216,12 +223,19 @@ def analyze_and_write(
       mesh: the ('data',) mesh.
       batch_size: global batch size of the pass (rounded up to a multiple of the device count).
       num_map_images: how many of `images` the attention-map figure shows.
+      rollout: None, or the head fusion of attention rollout (`attention_pass.ROLLOUT_FUSIONS`),
+        computed in the same pass (one process only); then `plots/rollout.png` (the first
+        `num_map_images` images with their rollout) and `plots/mad_px_vit_paper.png` are
+        written too.
 
     Returns:
       The `locality.json` record; `locality_scalars(record["summary"])` gives the metrics scalars.
     """
     model = predictor.model
-    per_head = analyze_params(predictor, params, images, mesh=mesh, batch_size=batch_size)
+    per_head = analyze_params(
+        predictor, params, images, mesh=mesh, batch_size=batch_size, rollout=rollout
+    )
+    rollout_maps = per_head.pop("rollout", None)
     record = locality_record(
         per_head,
         step=step,
@@ -237,4 +251,64 @@ def analyze_and_write(
     if jax.process_index() == 0:
         write_locality(run_dir, record)
         write_locality_plots(run_dir, record, map_images, maps)
+        if rollout_maps is not None:
+            layer_maps = centre_attention_layers(predictor, params, map_images[:1])[:, 0]
+            write_checkpoint_plots(
+                run_dir, record, map_images, rollout_maps[:num_map_images], rollout, layer_maps
+            )
     return record
+
+
+def write_checkpoint_plots(
+    run_dir: RunDir,
+    record: Mapping[str, Any],
+    images: np.ndarray,
+    maps: np.ndarray,
+    fusion: str,
+    layer_maps: np.ndarray,
+) -> list[epath.Path]:
+    """Writes `plots/mad_px_vit_paper.png`, `plots/rollout.png` and
+    `plots/attention_maps_layers.png`.
+
+    The first is the ViT paper's attention-distance figure (Dosovitskiy et al. 2021, Fig. 7):
+    every head's mean attention distance in pixels against depth, as its authors computed it
+    (`mad_unnorm_px`: the CLS column dropped, not renormalised), with uniform attention over the
+    patches as the reference line (116.5 px for 14 x 14 patches of 16 px).
+
+    Args:
+      run_dir: the output directory.
+      record: its `locality.json` record.
+      images: uint8 `[B, H, W, C]`, a few of the analysed images.
+      maps: `[B, gh, gw]`, their attention rollout maps.
+      fusion: the head fusion the rollout used ("mean", "max" or "min").
+      layer_maps: `[L, heads, gh, gw]`, every layer's attention from the centre patch on the
+        first of `images` (`attention_pass.centre_attention_layers`), one row per layer.
+
+    Returns:
+      The paths written.
+    """
+    out = run_dir.plots_dir
+    gh, gw = record["grid"]
+    patch_size = record["patch_size"]
+    about = f"{record['dataset']}, {record['num_images']} images"
+    return [
+        plots.plot_per_head(
+            np.asarray(record["per_head"]["mad_unnorm_px"]),
+            out / "mad_px_vit_paper.png",
+            ylabel="mean attention distance (pixels)",
+            title=f"Mean attention distance per head, the ViT paper's form\n{about}",
+            uniform=float(patch_distances((gh, gw)).mean() * patch_size),
+        ),
+        plots.plot_rollout(
+            images,
+            maps,
+            out / "rollout.png",
+            title=f"Attention rollout (heads fused by {fusion})\n{about}",
+        ),
+        plots.plot_attention_maps(
+            np.repeat(images[:1], len(layer_maps), axis=0),
+            layer_maps,
+            out / "attention_maps_layers.png",
+            title=f"Attention from the centre patch (cyan), a row per layer from layer 1\n{about}",
+        ),
+    ]

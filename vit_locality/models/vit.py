@@ -3,8 +3,12 @@
 The architecture is the standard pre-norm ViT (Dosovitskiy et al. 2021) at the small-dataset size
 of Lee et al. 2021: non-overlapping patches, a learned position embedding, an optional CLS token,
 pre-LayerNorm blocks with multi-head self-attention and a GELU MLP, a final LayerNorm and a linear
-head. The attention is written out (not `nn.MultiHeadDotProductAttention`) so that the
-post-softmax probabilities are an explicit output, always computed in float32.
+head. The variants of other people's ViTs (timm, big_vision, Hugging Face; see
+`vit_locality/external/`) are fields whose defaults are this project's model: distillation and
+register tokens, a position embedding that also covers the prefix tokens, the LayerNorm after the
+pooling, exact GELU, the LayerNorm epsilon, layer scale and no head. The attention is written out
+(not `nn.MultiHeadDotProductAttention`) so that the post-softmax probabilities are an explicit
+output, always computed in float32.
 
 `ViT(...)(images, return_attention=True)` returns `(logits, out)`; `out` holds named
 intermediates in the style of big_vision:
@@ -18,6 +22,10 @@ intermediates in the style of big_vision:
 - `attention_reduced`: (only with `reduce_attention=fn`) a tuple of `depth` pytrees, `fn` applied
   to each layer's float32 [B, num_heads, T, T] attention as soon as the layer has computed it.
 
+- `attention_carry`: (only with `reduce_attention` and an initial `attention_carry`) the carry
+  after the last layer: then `reduce_attention(probs, carry) -> (reduced, carry)` is called layer
+  by layer, the carry passed from one layer's reduction to the next (e.g. attention rollout).
+
 `reduce_attention` is for analysing attention on large inputs: each layer's reduction is finished
 (`jax.lax.optimization_barrier`) before the next block starts, so under `jax.jit` the maps of one
 layer are freed before the next layer's exist and the peak memory is about one layer's maps, not
@@ -26,6 +34,7 @@ layer are freed before the next layer's exist and the peak memory is about one l
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -63,47 +72,89 @@ class MlpBlock(nn.Module):
     """Dense -> GELU -> Dense, [B, T, D] -> [B, T, D]."""
 
     mlp_dim: int
+    gelu_approximate: bool = True
     dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         width = x.shape[-1]
         x = nn.Dense(self.mlp_dim, dtype=self.dtype, name="fc1")(x)
-        x = nn.gelu(x)
+        x = nn.gelu(x, approximate=self.gelu_approximate)
         return nn.Dense(width, dtype=self.dtype, name="fc2")(x)
 
 
-class EncoderBlock(nn.Module):
-    """Pre-norm transformer block; returns (tokens [B, T, D], attention probs [B, H, T, T])."""
+class LayerScale(nn.Module):
+    """Per-channel scale `x * scale` (CaiT / DeiT III layer scale), [..., D] -> [..., D]."""
 
-    num_heads: int
-    mlp_dim: int
+    init_value: float
     dtype: Dtype = jnp.float32
 
     @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        scale = self.param(
+            "scale", nn.initializers.constant(self.init_value), (x.shape[-1],), jnp.float32
+        )
+        return x * scale.astype(self.dtype)
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm transformer block; returns (tokens [B, T, D], attention probs [B, H, T, T]).
+
+    With `layer_scale_init` set, each residual branch is scaled per channel (`ls1`, `ls2`)."""
+
+    num_heads: int
+    mlp_dim: int
+    gelu_approximate: bool = True
+    layer_norm_eps: float = 1e-6
+    layer_scale_init: float | None = None
+    dtype: Dtype = jnp.float32
+
+    def _scaled(self, y: jax.Array, name: str) -> jax.Array:
+        if self.layer_scale_init is None:
+            return y
+        return LayerScale(self.layer_scale_init, dtype=self.dtype, name=name)(y)
+
+    @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        norm = functools.partial(nn.LayerNorm, epsilon=self.layer_norm_eps, dtype=self.dtype)
         y, probs = SelfAttention(self.num_heads, dtype=self.dtype, name="attn")(
-            nn.LayerNorm(dtype=self.dtype, name="norm1")(x)
+            norm(name="norm1")(x)
         )
-        x = x + y
-        x = x + MlpBlock(self.mlp_dim, dtype=self.dtype, name="mlp")(
-            nn.LayerNorm(dtype=self.dtype, name="norm2")(x)
+        x = x + self._scaled(y, "ls1")
+        y = MlpBlock(self.mlp_dim, self.gelu_approximate, dtype=self.dtype, name="mlp")(
+            norm(name="norm2")(x)
         )
-        return x, probs
+        return x + self._scaled(y, "ls2"), probs
 
 
 class ViT(nn.Module):
     """Vision Transformer. Images [B, H, W, C] (normalized floats) -> (logits, out).
 
     Attributes:
-      num_classes: size of the classification head.
+      num_classes: size of the classification head; 0: no head, `logits` is `pre_logits`.
       patch_size: side of the square, non-overlapping patches, in pixels.
       width: token dimension D; must be divisible by `num_heads`.
       depth: number of encoder blocks.
       num_heads: attention heads per block.
       mlp_dim: hidden size of the MLP.
-      pool: "cls" (a learned CLS token, 1 prefix token) or "gap" (mean of the patch tokens, 0).
+      pool: "cls" (the CLS token's final state) or "gap" (the mean of the patch tokens).
+      class_token: a learned CLS token (`cls`) first among the prefix tokens; None: when
+        `pool == "cls"`.
+      distill_token: DeiT's distillation token (`dist`) after the CLS token; the logits are then
+        the mean of `head` on the CLS token and `head_dist` on the distillation token.
+      num_registers: learned register tokens (`reg`, Darcet et al. 2024) after those.
+      pos_embed_prefix: the position embedding also covers the prefix tokens (added after they
+        are prepended, as in the original ViT, timm without `no_embed_class`, Hugging Face);
+        False: it covers the patches only and the prefix tokens are prepended afterwards.
+      norm_after_pool: the final LayerNorm is applied to the pooled vector (timm's `fc_norm`)
+        instead of to every token.
+      gelu_approximate: tanh GELU (Flax's default) or, False, the exact erf GELU (PyTorch's).
+      layer_norm_eps: epsilon of every LayerNorm.
+      layer_scale_init: None: no layer scale; else the initial value of the per-channel scales
+        `ls1`, `ls2` of each block's residual branches.
       dtype: compute dtype (e.g. bfloat16 on accelerators); parameters stay float32.
+
+    Tokens are ordered [CLS, distillation, registers..., patches in row-major order].
     """
 
     num_classes: int
@@ -113,11 +164,36 @@ class ViT(nn.Module):
     num_heads: int = 12
     mlp_dim: int = 384
     pool: Literal["cls", "gap"] = "cls"
+    class_token: bool | None = None
+    distill_token: bool = False
+    num_registers: int = 0
+    pos_embed_prefix: bool = False
+    norm_after_pool: bool = False
+    gelu_approximate: bool = True
+    layer_norm_eps: float = 1e-6
+    layer_scale_init: float | None = None
     dtype: Dtype = jnp.float32
 
     @property
+    def has_class_token(self) -> bool:
+        return self.pool == "cls" if self.class_token is None else self.class_token
+
+    @property
     def num_prefix_tokens(self) -> int:
-        return 1 if self.pool == "cls" else 0
+        """P: the CLS, distillation and register tokens before the patch tokens."""
+        return int(self.has_class_token) + int(self.distill_token) + self.num_registers
+
+    def _prefix_tokens(self, batch: int) -> list[jax.Array]:
+        """The learned prefix tokens, each broadcast to [batch, n, D], in token order."""
+        shapes = {"cls": 1 if self.has_class_token else 0}
+        shapes["dist"] = 1 if self.distill_token else 0
+        shapes["reg"] = self.num_registers
+        tokens = []
+        for name, n in shapes.items():
+            if n:
+                token = self.param(name, nn.initializers.zeros, (1, n, self.width), jnp.float32)
+                tokens.append(jnp.broadcast_to(token.astype(self.dtype), (batch, n, self.width)))
+        return tokens
 
     @nn.compact
     def __call__(
@@ -125,8 +201,13 @@ class ViT(nn.Module):
         images: jax.Array,
         *,
         return_attention: bool = False,
-        reduce_attention: Callable[[jax.Array], Any] | None = None,
+        reduce_attention: Callable[..., Any] | None = None,
+        attention_carry: Any = None,
     ) -> tuple[jax.Array, dict[str, Any]]:
+        if self.pool == "cls" and not self.has_class_token:
+            raise ValueError("pool='cls' needs class_token=True (or None)")
+        if self.distill_token and self.norm_after_pool:
+            raise ValueError("distill_token=True needs norm_after_pool=False (timm's DeiT)")
         out: dict[str, Any] = {}
         p = self.patch_size
         x = nn.Conv(
@@ -134,35 +215,67 @@ class ViT(nn.Module):
         )(images.astype(self.dtype))
         out["stem"] = x
         x = einops.rearrange(x, "b gh gw d -> b (gh gw) d")
+        prefix = self._prefix_tokens(x.shape[0])
+        if self.pos_embed_prefix:
+            x = jnp.concatenate([*prefix, x], axis=1)
         x = x + self.param(
             "pos_embedding", nn.initializers.normal(stddev=0.02), (1, *x.shape[1:]), jnp.float32
         ).astype(self.dtype)
-        if self.pool == "cls":
-            cls = self.param("cls", nn.initializers.zeros, (1, 1, self.width), jnp.float32)
-            cls = jnp.broadcast_to(cls.astype(self.dtype), (x.shape[0], 1, self.width))
-            x = jnp.concatenate([cls, x], axis=1)
+        if not self.pos_embed_prefix:
+            x = jnp.concatenate([*prefix, x], axis=1)
 
+        norm = functools.partial(nn.LayerNorm, epsilon=self.layer_norm_eps, dtype=self.dtype)
         attention, reduced = [], []
         for i in range(self.depth):
             x, probs = EncoderBlock(
-                self.num_heads, self.mlp_dim, dtype=self.dtype, name=f"block{i:02d}"
+                self.num_heads,
+                self.mlp_dim,
+                gelu_approximate=self.gelu_approximate,
+                layer_norm_eps=self.layer_norm_eps,
+                layer_scale_init=self.layer_scale_init,
+                dtype=self.dtype,
+                name=f"block{i:02d}",
             )(x)
             attention.append(probs)
-            if reduce_attention is not None:
+            if reduce_attention is not None and attention_carry is None:
                 # The next block waits for this reduction, so these maps die before the next ones.
                 x, layer_reduced = jax.lax.optimization_barrier((x, reduce_attention(probs)))
                 reduced.append(layer_reduced)
-        x = nn.LayerNorm(dtype=self.dtype, name="encoder_norm")(x)
+            elif reduce_attention is not None:
+                layer_reduced, attention_carry = reduce_attention(probs, attention_carry)
+                x, layer_reduced, attention_carry = jax.lax.optimization_barrier(
+                    (x, layer_reduced, attention_carry)
+                )
+                reduced.append(layer_reduced)
+        if not self.norm_after_pool:
+            x = norm(name="encoder_norm")(x)
         out["encoded"] = x
 
-        x = x[:, 0] if self.pool == "cls" else x.mean(axis=1)
+        tokens = x
+        x = x[:, 0] if self.pool == "cls" else x[:, self.num_prefix_tokens :].mean(axis=1)
+        if self.norm_after_pool:
+            x = norm(name="encoder_norm")(x)
         out["pre_logits"] = x
-        logits = nn.Dense(
-            self.num_classes, kernel_init=nn.initializers.zeros, dtype=self.dtype, name="head"
-        )(x).astype(jnp.float32)
+        logits = self._head(x, tokens).astype(jnp.float32)
         out["logits"] = logits
         if return_attention:
             out["attention"] = tuple(attention)
         if reduce_attention is not None:
             out["attention_reduced"] = tuple(reduced)
+        if attention_carry is not None:
+            out["attention_carry"] = attention_carry
         return logits, out
+
+    def _head(self, pooled: jax.Array, tokens: jax.Array) -> jax.Array:
+        """[B, num_classes] logits from the pooled [B, D] (and, with a distillation token, the
+        final [B, T, D] tokens); the pooled vector itself when `num_classes == 0`."""
+        if self.num_classes == 0:
+            return pooled
+        dense = functools.partial(
+            nn.Dense, self.num_classes, kernel_init=nn.initializers.zeros, dtype=self.dtype
+        )
+        logits = dense(name="head")(pooled)
+        if self.distill_token:
+            dist = tokens[:, int(self.has_class_token)]
+            logits = (logits + dense(name="head_dist")(dist)) / 2
+        return logits

@@ -1,0 +1,173 @@
+"""Other people's checkpoints against the original libraries' own outputs.
+
+tests/fixtures/checkpoints/ holds tiny ViTs saved by timm and transformers (and timm weights
+written in the .npz layouts, checked there by timm's npz reader), each with what the library
+computed on a few images (scripts/make_checkpoint_fixtures.py writes them; these tests need
+neither torch nor transformers). Loaded into this project's ViT, the logits, the final tokens
+and every layer's attention must match, and so must the eval preprocessing of an odd-sized image.
+"""
+
+from functools import partial
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from vit_locality.errors import UserError
+from vit_locality.external import detect_format, load_checkpoint
+from vit_locality.external.resample import at_image_size
+from vit_locality.predict import Predictor
+
+from .conftest import REPO_ROOT
+
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "checkpoints"
+
+# (fixture, format, prefix tokens, patch size). The .npz fixtures are timm models' weights in
+# those layouts (no big_vision library here), so their reference is timm's output, computed with
+# the exact GELU: they load with gelu="exact" (the original JAX code's tanh GELU is the default).
+CASES = [
+    ("timm_vit", "timm", 1, 8),
+    ("timm_deit_distilled", "timm", 2, 16),
+    ("timm_reg_gap_ls", "timm", 2, 14),
+    ("timm_gap_big_vision", "timm", 0, 8),
+    ("hf_vit_classifier", "hf", 1, 8),
+    ("hf_vit_model", "hf", 1, 8),
+    ("hf_deit_distilled", "hf", 2, 16),
+    ("npz_vision_transformer/ckpt.npz", "big_vision", 1, 8),
+    ("npz_big_vision/ckpt.npz", "big_vision", 0, 8),
+    ("npz_big_vision_scanned/ckpt.npz", "big_vision", 0, 8),
+]
+GELU = {"big_vision": "exact"}
+
+
+def expected(name):
+    folder = FIXTURES / name
+    return dict(np.load((folder if folder.is_dir() else folder.parent) / "expected.npz"))
+
+
+def assert_close(got, want, what):
+    """float32 on both sides with different reduction orders (XLA vs PyTorch matmuls, the
+    LayerNorm's mean and variance, softmax): after 2 blocks of width 16 the differences are
+    a few float32 ulps of the largest value, so rtol 1e-5 plus an atol of 1e-5 times that
+    value (attention probabilities: 1e-5, as they are at most 1)."""
+    want = np.asarray(want)
+    atol = 1e-5 * max(1.0, float(np.abs(want).max()))
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=atol, err_msg=what)
+
+
+def run(loaded, images):
+    predictor = Predictor(loaded.model, loaded.preprocessing.mean, loaded.preprocessing.std)
+    forward = jax.jit(partial(predictor, return_attention=True))
+    return forward(loaded.params, images)
+
+
+@pytest.mark.parametrize("name,format,prefix,patch", CASES)
+def test_outputs_and_attention_match_the_original(name, format, prefix, patch):
+    loaded = load_checkpoint(FIXTURES / name, format, gelu=GELU.get(format))
+    assert loaded.format == format
+    assert (loaded.model.num_prefix_tokens, loaded.model.patch_size) == (prefix, patch)
+    want = expected(name)
+    np.testing.assert_allclose(loaded.preprocessing.mean, want["mean"], rtol=1e-7)
+    np.testing.assert_allclose(loaded.preprocessing.std, want["std"], rtol=1e-7)
+    logits, out = run(loaded, want["images"])
+    attention = np.stack(out["attention"])
+    assert attention.shape == want["attention"].shape
+    assert_close(attention, want["attention"], "attention")
+    assert_close(out["encoded"], want["encoded"], "encoded")
+    if "logits" in want:
+        assert_close(logits, want["logits"], "logits")
+
+
+@pytest.mark.parametrize("name,format", [(c[0], c[1]) for c in CASES if c[1] != "big_vision"])
+def test_preprocessing_matches_the_original(name, format):
+    """The library's eval preprocessing of an image of another size (resize, centre crop,
+    normalise): PIL resamples on both sides, so the uint8 pixels are the same and the
+    normalised values differ by float32 rounding only."""
+    loaded = load_checkpoint(FIXTURES / name, format)
+    want = expected(name)
+    pixels = loaded.preprocessing.prepare([Image.fromarray(want["raw_image"])])
+    assert pixels.dtype == np.uint8 and pixels.shape == want["preprocessed"].shape
+    mean, std = (np.asarray(v, np.float32) for v in (want["mean"], want["std"]))
+    normalized = (pixels.astype(np.float32) / 255.0 - mean) / std
+    np.testing.assert_allclose(normalized, want["preprocessed"], rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("name", ["hf_vit_classifier", "hf_deit_distilled"])
+def test_preprocessing_against_the_torchvision_image_processor(name):
+    """transformers' default image processors resize with torchvision instead of PIL: another
+    implementation of the same antialiased filter, which rounds to uint8 at another point. Its
+    output differs from ours by at most one uint8 level (1 / 255 / std), in at most 1% of the
+    values."""
+    loaded = load_checkpoint(FIXTURES / name, "hf")
+    want = expected(name)
+    pixels = loaded.preprocessing.prepare([Image.fromarray(want["raw_image"])])
+    mean, std = (np.asarray(v, np.float32) for v in (want["mean"], want["std"]))
+    levels = np.abs((pixels / 255.0 - mean) / std - want["preprocessed_torchvision"]) * std * 255
+    assert levels.max() < 1.0 + 1e-4
+    assert (levels > 1e-3).mean() <= 0.01
+
+
+@pytest.mark.parametrize("name,format", [(c[0], c[1]) for c in CASES])
+def test_format_is_detected(name, format):
+    assert detect_format(FIXTURES / name) == format
+
+
+def test_a_checkpoint_with_weights_the_vit_lacks_is_refused(tmp_path):
+    """A representation layer (the original ViT's in21k `pre_logits`) is not silently dropped."""
+    arrays = dict(np.load(FIXTURES / "npz_vision_transformer" / "ckpt.npz"))
+    arrays["pre_logits/kernel"] = np.zeros((16, 16), np.float32)
+    np.savez(tmp_path / "in21k.npz", **arrays)
+    with pytest.raises(UserError, match=r"vision_transformer ViT with weights this ViT does not "
+                       r"have: pre_logits/kernel$"):  # fmt: skip
+        load_checkpoint(tmp_path / "in21k.npz")
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (
+            {"format": "keras"},
+            "--format='keras' is not allowed: one of timm, big_vision, hf, project",
+        ),
+        ({"gelu": "relu"}, "--gelu='relu' is not allowed: one of exact, tanh"),
+    ],
+)
+def test_bad_format_or_gelu_is_one_line(kwargs, message):
+    with pytest.raises(UserError) as error:
+        load_checkpoint(FIXTURES / "timm_vit", **kwargs)
+    assert str(error.value) == message
+
+
+def test_a_folder_of_no_known_format_is_one_line(tmp_path):
+    with pytest.raises(UserError, match=r"is not a checkpoint this reads: a timm hub folder"):
+        load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["timm_vit", "timm_reg_gap_ls"])
+def test_another_image_size_resamples_the_position_embedding_as_timm(name):
+    """timm with dynamic_img_size=True on images of another size (32 -> 48 px with the class
+    token's position kept apart; 56 -> 42 px, shrinking, no prefix positions): same logits and
+    attention."""
+    want = expected(name)
+    size = want["other_images"].shape[1]
+    loaded = at_image_size(load_checkpoint(FIXTURES / name), (size, size))
+    assert loaded.image_size == (size, size)
+    logits, out = run(loaded, want["other_images"])
+    assert_close(np.stack(out["attention"]), want["other_attention"], "attention")
+    assert_close(logits, want["other_logits"], "logits")
+
+
+def test_an_image_size_off_the_patch_grid_is_one_line():
+    with pytest.raises(UserError, match=r"^--image_size=36 is not allowed: a multiple of the "):
+        at_image_size(load_checkpoint(FIXTURES / "timm_vit"), (36, 36))
+
+
+def test_a_bare_state_dict_is_refused_with_one_line():
+    weights = FIXTURES / "timm_vit" / "model.safetensors"
+    with pytest.raises(UserError) as error:
+        load_checkpoint(weights, "timm")
+    assert (
+        str(error.value)
+        == f"--checkpoint={weights} is not a timm hub folder: it has no config.json"
+    )

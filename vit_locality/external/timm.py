@@ -1,0 +1,148 @@
+"""timm ViTs (`vit_*`, `deit_*`, distilled ones included) from a hub folder, without torch.
+
+A hub folder is what `timm.models.push_to_hf_hub` / `save_for_hf` writes: `config.json`
+(`architecture`, `model_args`, `pretrained_cfg`) and `model.safetensors`, the state dict of
+`timm.models.vision_transformer.VisionTransformer` (or `deit.VisionTransformerDistilled`). The
+structure is read off the weights: the patch size and width from `patch_embed.proj.weight`
+[D, C, P, P], the depth from `blocks.i`, the prefix tokens from `cls_token`, `dist_token`,
+`reg_token` [1, R, D], whether the position embedding covers them from its length, layer scale
+from `blocks.i.ls1.gamma`, the LayerNorm after the pooling from `fc_norm`, the heads (which no
+shape shows) from `model_args.num_heads` or width / 64. timm's ViTs use exact GELU and
+LayerNorm eps 1e-6. Weights the ViT has no place for (e.g. `norm_pre`, `attn_pool`, `q_norm`)
+are refused with one line rather than ignored.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+from vit_locality.errors import UserError
+from vit_locality.external.arrays import read_safetensors
+from vit_locality.external.params import (
+    Arrays,
+    Loaded,
+    attention_out,
+    checked,
+    heads_of,
+    layer_norm,
+    read_config,
+    torch_dense,
+    torch_patch_kernel,
+)
+from vit_locality.external.preprocess import timm_preprocessing
+from vit_locality.models import ViT
+
+POOLS = {"token": "cls", "avg": "gap"}
+
+
+def load_timm(folder: pathlib.Path) -> Loaded:
+    """The timm ViT in hub folder `folder` (config.json + model.safetensors).
+
+    Raises:
+      UserError: a file is missing, the pooling is not "token" or "avg", or the weights hold
+        parts this ViT does not have.
+    """
+    config = read_config(folder, "a timm hub")
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise UserError(f"{folder} has no model.safetensors (timm hub folders hold one)")
+    arrays = Arrays(read_safetensors(weights), str(weights))
+    model_args = config.get("model_args", {})
+    pool = config.get("global_pool", model_args.get("global_pool", "token"))
+    if pool not in POOLS:
+        raise UserError(f"{folder}: global_pool={pool!r} is not supported: one of token, avg")
+
+    width, _, patch, _ = arrays.shape("patch_embed.proj.weight")
+    heads = heads_of(width, model_args.get("num_heads"))
+    depth = sum(1 for n in arrays.names() if n.endswith(".norm1.weight"))
+    registers = arrays.shape("reg_token")[1] if "reg_token" in arrays else 0
+    tokens = {"cls": "cls_token", "dist": "dist_token", "reg": "reg_token"}
+    tokens = {ours: theirs for ours, theirs in tokens.items() if theirs in arrays}
+    image_size = tuple(config["pretrained_cfg"]["input_size"][1:])
+    patches = (image_size[0] // patch) * (image_size[1] // patch)
+    positions = arrays.shape("pos_embed")[1]
+    prefix = int("cls" in tokens) + int("dist" in tokens) + registers
+    if positions not in (patches, patches + prefix):
+        raise UserError(
+            f"{weights}: pos_embed has {positions} positions for {patches} patches at "
+            f"input_size {image_size} with patch {patch}"
+        )
+    model = ViT(
+        num_classes=arrays.shape("head.weight")[0] if "head.weight" in arrays else 0,
+        patch_size=patch,
+        width=width,
+        depth=depth,
+        num_heads=heads,
+        mlp_dim=arrays.shape("blocks.0.mlp.fc1.weight")[0],
+        pool=POOLS[pool],
+        class_token="cls" in tokens,
+        distill_token="dist" in tokens,
+        num_registers=registers,
+        pos_embed_prefix=positions != patches,
+        norm_after_pool="fc_norm.weight" in arrays,
+        gelu_approximate=False,
+        layer_norm_eps=1e-6,
+        layer_scale_init=1.0 if "blocks.0.ls1.gamma" in arrays else None,
+    )
+    params = {
+        "embedding": {
+            "kernel": torch_patch_kernel(arrays.take("patch_embed.proj.weight")),
+            "bias": arrays.take("patch_embed.proj.bias"),
+        },
+        "pos_embedding": arrays.take("pos_embed"),
+        **{ours: arrays.take(theirs) for ours, theirs in tokens.items()},
+    }
+    for i in range(depth):
+        params[f"block{i:02d}"] = _block(arrays, f"blocks.{i}.", width, heads)
+    norm = "fc_norm" if model.norm_after_pool else "norm"
+    params["encoder_norm"] = layer_norm(arrays.take(f"{norm}.weight"), arrays.take(f"{norm}.bias"))
+    for head in ("head", "head_dist"):
+        if f"{head}.weight" in arrays:
+            params[head] = torch_dense(arrays.take(f"{head}.weight"), arrays.take(f"{head}.bias"))
+    arrays.refuse_unread(f"timm {config.get('architecture', 'ViT')}")
+    name = f"timm {config.get('architecture', '?')} ({folder})"
+    return checked(
+        Loaded(
+            model, params, timm_preprocessing(config["pretrained_cfg"]), image_size, "timm", name
+        )
+    )
+
+
+def _block(arrays: Arrays, prefix: str, width: int, heads: int) -> dict:
+    """One `blocks.i.` of timm as this project's `blockNN` parameters."""
+    qkv_weight = arrays.take(prefix + "attn.qkv.weight")  # [3D, D]: rows [q; k; v], (H, hd) each
+    has_bias = prefix + "attn.qkv.bias" in arrays  # qkv_bias=False: zero biases
+    qkv_bias = (
+        arrays.take(prefix + "attn.qkv.bias") if has_bias else np.zeros(3 * width, np.float32)
+    )
+    block = {
+        "norm1": layer_norm(
+            arrays.take(prefix + "norm1.weight"), arrays.take(prefix + "norm1.bias")
+        ),
+        "norm2": layer_norm(
+            arrays.take(prefix + "norm2.weight"), arrays.take(prefix + "norm2.bias")
+        ),
+        "attn": {
+            "qkv": {
+                "kernel": qkv_weight.T.reshape(width, 3, heads, width // heads),
+                "bias": qkv_bias.reshape(3, heads, width // heads),
+            },
+            "out": attention_out(
+                arrays.take(prefix + "attn.proj.weight").T,
+                arrays.take(prefix + "attn.proj.bias"),
+                heads,
+            ),
+        },
+        "mlp": {
+            fc: torch_dense(
+                arrays.take(f"{prefix}mlp.{fc}.weight"), arrays.take(f"{prefix}mlp.{fc}.bias")
+            )
+            for fc in ("fc1", "fc2")
+        },
+    }
+    for ls in ("ls1", "ls2"):
+        if f"{prefix}{ls}.gamma" in arrays:
+            block[ls] = {"scale": arrays.take(f"{prefix}{ls}.gamma")}
+    return block

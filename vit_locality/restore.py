@@ -1,0 +1,50 @@
+"""The parameters of a saved checkpoint of one of this project's runs, for analysis."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import ml_collections
+
+from vit_locality import checkpointing, sharding, train_state
+from vit_locality.data.datasets import DATASETS
+from vit_locality.errors import UserError
+from vit_locality.models import ViT, build_model
+from vit_locality.workdir import RunDir
+
+
+def restore_params(
+    workdir: str | pathlib.Path, step: int | None = None
+) -> tuple[ml_collections.ConfigDict, ViT, Any, int]:
+    """`(config, model, params, step)` of checkpoint `step` (default: the latest) of the run in
+    `workdir`, restored replicated onto this machine's devices (any device count).
+
+    Raises:
+      UserError: no run or no checkpoint in `workdir`, an unknown dataset, or `step` not saved;
+        raised before anything is restored.
+    """
+    run_dir = RunDir(workdir)
+    config = ml_collections.ConfigDict(run_dir.require_config())
+    if config.get("dataset") not in DATASETS:
+        raise UserError(f"{run_dir.config_file} names an unknown dataset {config.get('dataset')!r}")
+    if not run_dir.checkpoints_dir.is_dir():
+        raise UserError(f"{workdir} has no checkpoints/ directory: nothing was saved yet")
+    ckpt = checkpointing.Checkpointer(run_dir.checkpoints_dir, config.kept_checkpoints)
+    try:
+        saved = ckpt.all_steps()
+        if not saved:
+            raise UserError(f"{run_dir.checkpoints_dir} holds no committed checkpoint yet")
+        step = max(saved) if step is None else step
+        if step not in saved:
+            raise UserError(
+                f"--step={step} is not a saved checkpoint of {workdir}; saved steps: "
+                + ", ".join(str(s) for s in sorted(saved))
+            )
+        model = build_model(config.model, DATASETS[config.dataset].num_classes)
+        mesh = sharding.make_mesh()
+        _, tx = train_state.optimizer(config)  # the optimizer state's structure only
+        state, _ = ckpt.restore(step, train_state.abstract_state(config, model, tx, mesh))
+    finally:
+        ckpt.close()
+    return config, model, state.params, step
