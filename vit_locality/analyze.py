@@ -1,13 +1,14 @@
 """Attention locality of a trained checkpoint: `python -m vit_locality.analyze --workdir=DIR
 [--step=N] [--num_images=N] [--data_dir=PATH]`.
 
-Reads `DIR/config.json`, restores the parameters of checkpoint `--step` (default: the latest) onto
-this machine's devices (the device count may differ from training), analyses the first
-`--num_images` test images (default `config.analysis.num_images`) with the jitted locality pass,
-writes `DIR/locality.json`, `DIR/plots/{mad_per_head,entropy_per_head,attention_maps,
+Reads `DIR/config.json`, restores the parameters of checkpoint `--step` (default: the latest
+readable one; each unreadable newer one is named in one line on stderr) onto this machine's
+devices (the device count may differ from training), analyses the first `--num_images` test
+images (default `config.analysis.num_images`) with the jitted locality pass, writes
+`DIR/locality.json`, `DIR/plots/{mad_per_head,entropy_per_head,attention_maps,
 training_curves}.png` and prints a per-layer table. A directory without a run, a step that was not
-saved or data that cannot be read print one `error: ...` line and exit with status 2, before any
-compute and without changing anything.
+saved or cannot be read, or data that cannot be read print one `error: ...` line and exit with
+status 2, before any compute and without changing anything.
 """
 
 from __future__ import annotations
@@ -40,6 +41,20 @@ _DATA_DIR = flags.DEFINE_string(
 flags.mark_flags_as_required(["workdir"])
 
 
+def _restore_first_readable(
+    ckpt: checkpointing.Checkpointer, like: Any, steps: list[int]
+) -> tuple[Any, int]:
+    """The state of the first of `steps` that restores, and its step. Each unreadable one but
+    the last is named in one line on stderr before the next is tried; the last one's
+    UnreadableCheckpoint is raised."""
+    for candidate in steps[:-1]:
+        try:
+            return ckpt.restore(candidate, like)[0], candidate
+        except checkpointing.UnreadableCheckpoint as e:
+            print(f"warning: {e}; analysing the one before it", file=sys.stderr, flush=True)
+    return ckpt.restore(steps[-1], like)[0], steps[-1]
+
+
 def analyze_run(
     workdir: str | pathlib.Path,
     *,
@@ -51,7 +66,7 @@ def analyze_run(
 
     Args:
       workdir: the run directory.
-      step: the checkpoint step (default: the latest saved one).
+      step: the checkpoint step (default: the latest one that can be restored).
       num_images: how many of the first test images (default `config.analysis.num_images`;
         at most the size of the test split).
       data_dir: replaces `config.data.dir` when given.
@@ -60,8 +75,9 @@ def analyze_run(
       The `locality.json` record written.
 
     Raises:
-      UserError: no run or no checkpoint in `workdir`, `step` not saved, `num_images` < 1, or
-        the data cannot be loaded; raised before anything is computed or written.
+      UserError: no run or no checkpoint in `workdir`, `step` not saved or not readable (nor any
+        checkpoint when `step` is None), `num_images` < 1, or the data cannot be loaded; raised
+        before anything is computed or written.
     """
     run_dir = RunDir(workdir)
     config = ml_collections.ConfigDict(run_dir.require_config())
@@ -79,8 +95,7 @@ def analyze_run(
         saved = ckpt.all_steps()
         if not saved:
             raise UserError(f"{run_dir.checkpoints_dir} holds no committed checkpoint yet")
-        step = max(saved) if step is None else step
-        if step not in saved:
+        if step is not None and step not in saved:
             raise UserError(
                 f"--step={step} is not a saved checkpoint of {workdir}; saved steps: "
                 + ", ".join(str(s) for s in sorted(saved))
@@ -91,7 +106,9 @@ def analyze_run(
         model = build_model(config.model, DATASETS[config.dataset].num_classes)
         mesh = sharding.make_mesh()
         _, tx = train_state.optimizer(config)  # the optimizer state's structure only
-        state, _ = ckpt.restore(step, train_state.abstract_state(config, model, tx, mesh))
+        like = train_state.abstract_state(config, model, tx, mesh)
+        wanted = sorted(saved, reverse=True) if step is None else [step]
+        state, step = _restore_first_readable(ckpt, like, wanted)
     finally:
         ckpt.close()
 

@@ -71,3 +71,16 @@ def any_process(flag: bool) -> bool:
     if jax.process_count() == 1:
         return flag
     return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
+
+
+def from_process_0(flags: list[bool]) -> list[bool]:
+    """Process 0's `flags` on every process (the same length everywhere). A collective."""
+    if jax.process_count() == 1:
+        return flags
+    return [bool(f) for f in multihost_utils.broadcast_one_to_all(np.asarray(flags, bool))]
+
+
+def barrier(name: str) -> None:
+    """Waits until every process has reached the barrier `name`."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
