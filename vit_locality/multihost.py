@@ -84,3 +84,9 @@ def barrier(name: str) -> None:
     """Waits until every process has reached the barrier `name`."""
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices(name)
+
+
+def gather(values: list[float]) -> np.ndarray:
+    """Every process's `values`: float32 `[processes, len(values)]`, in process order. A
+    collective."""
+    return np.asarray(multihost_utils.process_allgather(np.asarray(values, np.float32)))

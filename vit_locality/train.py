@@ -54,6 +54,31 @@ class _StopSignal:
         signal.signal(signal.SIGTERM, self._previous)
 
 
+class _StopAgreement:
+    """Whether a SIGTERM reached any process, asked at every step, answered on every process
+    alike. One process checks its flag every step. Several agree about every `every_s` seconds
+    whatever log_every_steps is: each agreement all-gathers every process's flag and seconds per
+    step since the last one, from which all derive the same number of steps to the next."""
+
+    def __init__(self, stop: _StopSignal, step_num: int, every_s: float = 2.0):
+        self._stop, self._every_s = stop, every_s
+        self._next = step_num
+        self._since_step, self._since = step_num, time.perf_counter()
+
+    def preempted(self, step_num: int) -> bool:
+        """At `step_num` (the steps before it dispatched); a collective at agreement steps."""
+        if jax.process_count() == 1:
+            return self._stop.received
+        if step_num < self._next:
+            return False
+        now, steps = time.perf_counter(), step_num - self._since_step
+        per_step = (now - self._since) / steps if steps else math.inf  # inf: no step to time
+        gathered = multihost.gather([float(self._stop.received), per_step])  # [processes, 2]
+        self._next = step_num + max(1, int(self._every_s / max(float(gathered[:, 1].max()), 1e-9)))
+        self._since_step, self._since = step_num, now
+        return bool(gathered[:, 0].any())
+
+
 def _check_finite(pending: list[tuple[int, dict[str, float]]], writer: metrics.MetricWriter):
     for step_num, values in pending:
         bad = [k for k in ("loss", "grad_norm") if not math.isfinite(values[k])]
@@ -163,7 +188,22 @@ def _train_input(
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains (or resumes) the run in `workdir`; returns the final step and the last scalars of
-    every evaluator."""
+    every evaluator. A SIGTERM is remembered from the start (during loading, restoring or
+    compiling too): every process then stops at the same step."""
+    stop = _StopSignal()
+    try:
+        result = _train_and_evaluate(config, workdir, stop)
+    finally:
+        stop.restore()
+    # No process returns before process 0 has written the run (its last rows, its lock
+    # released): what each worker of `sweep --multihost` reads next.
+    multihost.barrier("run written")
+    return result
+
+
+def _train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, stop: _StopSignal
+) -> dict[str, Any]:
     # ------------------------------------------------------------------ Setup and checks
     mesh = sharding.make_mesh()
     validate_config(config, mesh.size)
@@ -220,7 +260,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
         # ------------------------------------------------------------------ Train loop
         batches = _train_input(config, train_images, train_labels, mesh, start_step, plan)
-        stop = _StopSignal()
+        agreement = _StopAgreement(stop, start_step)
         pending: list[tuple[int, dict[str, jax.Array]]] = []
         step_num = start_step
         interval_start, interval_first_step = time.perf_counter(), start_step
@@ -230,16 +270,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 names = ", ".join(e.name for e in cut_short)
                 print(f"Evaluating step {start_step} ({names}): a stop came before", flush=True)
             evaluate(start_step, cut_short)
+            if agreement.preempted(start_step):  # a SIGTERM during loading, restore or compiling
+                if is_writer:
+                    print(f"SIGTERM before step {start_step + 1}: nothing new to save", flush=True)
+                return {"step": start_step, "preempted": True}
             for step_num, batch in enumerate(batches, start=start_step + 1):
                 with jax.transfer_guard("disallow"):  # an implicit host transfer would stall steps
                     state, step_metrics = train_step(state, batch)
                 pending.append((step_num, step_metrics))
                 is_last = step_num == plan.total_steps
-                # SIGTERM on any process stops every process at the same step: they agree at each
-                # log step (one process: at every step). The flag is read once: a SIGTERM between
-                # two reads would skip the save it announced.
-                agree = jax.process_count() == 1 or step_num % config.log_every_steps == 0
-                preempted = agree and multihost.any_process(stop.received)
+                # SIGTERM on any process stops every process at the same step (_StopAgreement).
+                # The flag is read once: a SIGTERM between two reads would skip the save it
+                # announced.
+                preempted = agreement.preempted(step_num)
                 must_save = step_num % config.ckpt_every_steps == 0 or is_last or preempted
                 epoch = step_num / plan.steps_per_epoch
 
@@ -279,7 +322,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 if step_num % config.log_every_steps == 0 or must_save:
                     interval_start, interval_first_step = time.perf_counter(), step_num
         finally:
-            stop.restore()
             ckpt.close()
             writer.close()
         if is_writer and step_num == start_step and start_step == plan.total_steps:
