@@ -186,14 +186,19 @@ def _train_input(
     return sharding.prefetch_to_device(host_batches, sharding.batch_sharded(mesh))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, *, collective_timeout_s: float = 600.0
+) -> dict[str, Any]:
     """Trains (or resumes) the run in `workdir`; returns the final step and the last scalars of
     every evaluator. A SIGTERM is remembered from the start (during loading, restoring or
-    compiling too): every process then stops at the same step."""
+    compiling too): every process then stops at the same step. With several processes, a run
+    that does not move for `collective_timeout_s` seconds ends (`multihost.Watchdog`)."""
     stop = _StopSignal()
+    watchdog = multihost.Watchdog(collective_timeout_s)
     try:
-        result = _train_and_evaluate(config, workdir, stop)
+        result = _train_and_evaluate(config, workdir, stop, watchdog)
     finally:
+        watchdog.stop()
         stop.restore()
     # No process returns before process 0 has written the run (its last rows, its lock
     # released): what each worker of `sweep --multihost` reads next.
@@ -202,7 +207,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 
 def _train_and_evaluate(
-    config: ml_collections.ConfigDict, workdir: str, stop: _StopSignal
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    stop: _StopSignal,
+    watchdog: multihost.Watchdog,
 ) -> dict[str, Any]:
     # ------------------------------------------------------------------ Setup and checks
     mesh = sharding.make_mesh()
@@ -252,6 +260,7 @@ def _train_and_evaluate(
 
         def evaluate(step_num: int, due: list[Evaluator]) -> None:
             for evaluator in due:
+                watchdog.beat(step_num)
                 scalars, line = evaluator.run(state.params, step_num)
                 writer.write(step_num, {"epoch": step_num / plan.steps_per_epoch, **scalars})
                 results.update(scalars)
@@ -277,6 +286,7 @@ def _train_and_evaluate(
             for step_num, batch in enumerate(batches, start=start_step + 1):
                 with jax.transfer_guard("disallow"):  # an implicit host transfer would stall steps
                     state, step_metrics = train_step(state, batch)
+                watchdog.beat(step_num)
                 pending.append((step_num, step_metrics))
                 is_last = step_num == plan.total_steps
                 # SIGTERM on any process stops every process at the same step (_StopAgreement).
