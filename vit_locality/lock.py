@@ -121,7 +121,9 @@ class WorkdirLock:
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
             self._holder = dataclasses.replace(self._holder, heartbeat=_now())
-            self._path.write_text(self._holder.to_json())
+            partial = self._path.with_name(f"{self._path.name}.{self._holder.pid}.tmp")
+            partial.write_text(self._holder.to_json())
+            partial.replace(self._path)  # a reader never sees half a file
 
 
 def _create(path: epath.Path, text: str) -> bool:
