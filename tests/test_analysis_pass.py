@@ -168,3 +168,31 @@ def test_a_bfloat16_model_is_analysed_in_float32(cls_case):
         centre_attention(predictor(bf16), params, images[:2]),
         centre_attention(predictor(model), params, images[:2]),
     )
+
+
+def test_the_analysis_matmuls_run_at_full_float32_precision():
+    """JAX's default matmul precision is TF32 on NVIDIA GPUs and one bfloat16 pass on TPUs; the
+    CPU cannot show the difference, but the lowered pass (and the attention maps of the figures)
+    must ask every dot product and convolution for HIGHEST."""
+    model = tiny_vit().clone(dtype=jnp.bfloat16)
+    params = init(model, 32)
+    images, mask = random_images(2, 32), np.ones(2, bool)
+    lowered = [
+        make_locality_pass(predictor(model)).lower(params, images, mask).as_text(),
+        jax.jit(
+            lambda p, x: predictor(model).in_float32()(p, x)[0]  # logits through the same call
+        )
+        .lower(params, images)
+        .as_text(),
+    ]
+    for text in lowered:
+        products = [
+            line for line in text.splitlines() if "dot_general" in line or "convolution" in line
+        ]
+        highest = (
+            "precision = [HIGHEST, HIGHEST]",
+            "precision HIGHEST>, #stablehlo<precision HIGHEST",
+        )
+        assert products and all(any(h in p for h in highest) for p in products), [
+            p for p in products if "HIGHEST" not in p
+        ][:3]

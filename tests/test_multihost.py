@@ -4,10 +4,12 @@ write each row once, and stop together on a SIGTERM to either of them."""
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -28,11 +30,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(workdir, processes, devices_each, *extra):
-    """`processes` processes of `python -m vit_locality.main` on one run, each with
-    `devices_each` CPU devices; one process runs without --multihost."""
+def start(workdir, processes, devices_each, *extra, main=("-m", "vit_locality.main")):
+    """`processes` processes of `python -m vit_locality.main` (or of `python *main`) on one run,
+    each with `devices_each` CPU devices; one process runs without --multihost."""
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_each}"}
-    command = [sys.executable, "-m", "vit_locality.main", *TINY, f"--workdir={workdir}", *extra]
+    command = [sys.executable, *main, *TINY, f"--workdir={workdir}", *extra]
     if processes == 1:
         return [subprocess.Popen(command, cwd=REPO_ROOT, env=env, **_PIPES)]
     env |= {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{free_port()}", "JAX_NUM_PROCESSES": "2"}
@@ -62,22 +64,16 @@ def without_speed(rows):
 
 
 def test_two_processes_train_as_one_process_with_as_many_devices(tmp_path):
-    """Same global mesh of 4 devices and the same per-device rows; only the order of the
-    cross-process sums differs (gloo against XLA's in-process all-reduce), which moves float32
-    gradient norms in their 6th digit: losses within 1e-5, accuracies equal."""
+    """Same global mesh and the same per-device rows. The cross-device sums (gradients, losses,
+    eval counts) run in another order across processes (gloo) than within one (XLA), but with
+    two devices each has two addends, and float addition is commutative: every row is equal,
+    bit for bit, whatever the CPU (with more devices the sums' association differs, and so do
+    the float32 results, by an amount no tolerance bounds on every CPU)."""
     one, two = tmp_path / "one", tmp_path / "two"
-    finish(start(one, 1, 4, *SHORT))
-    out0, out1 = finish(start(two, 2, 2, *SHORT))
+    finish(start(one, 1, 2, *SHORT))
+    out0, out1 = finish(start(two, 2, 1, *SHORT))
     rows_one, rows_two = RunDir(one).read_metrics(), RunDir(two).read_metrics()
-    assert [sorted(r) for r in without_speed(rows_two)] == [
-        sorted(r) for r in without_speed(rows_one)
-    ]  # every row once: process 1 writes none
-    for a, b in zip(without_speed(rows_one), without_speed(rows_two), strict=True):
-        for key in a:
-            if key.startswith("val/prec"):
-                assert a[key] == b[key], key
-            else:
-                assert b[key] == pytest.approx(a[key], rel=1e-5), (a["step"], key)
+    assert without_speed(rows_two) == without_speed(rows_one)  # every row once: process 1 none
     assert "eval at step 20" in out0 and "eval at step" not in out1
     assert sorted(p.name for p in (two / "checkpoints").iterdir()) == ["20"]  # every 20 steps
 
@@ -96,7 +92,7 @@ def test_a_sigterm_to_one_process_stops_both_at_the_same_step_and_a_rerun_finish
     processes[1].send_signal(signal.SIGTERM)
     out0, out1 = finish(processes)
     saved = int(out0.split("SIGTERM: saved step ")[1].split(";")[0])
-    assert 10 < saved < 300 and saved % 5 == 0  # agreed at a log step
+    assert 10 < saved < 300  # agreed within seconds, at a step both derived alike
     assert "SIGTERM" not in out1
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir())[-1] == str(saved)
 
@@ -104,6 +100,128 @@ def test_a_sigterm_to_one_process_stops_both_at_the_same_step_and_a_rerun_finish
     assert f"Resuming {workdir} from step {saved}/300" in out0
     assert "eval at step 300" in out0
     assert json.loads((workdir / "plan.json").read_text())["total_steps"] == 300
+
+
+def test_a_sigterm_is_agreed_within_seconds_whatever_the_log_period(tmp_path):
+    """log_every_steps beyond the run's end: the processes still agree on a SIGTERM within
+    seconds, save the same step and exit 0."""
+    workdir = tmp_path / "run"
+    rare_logs = [
+        "--config.total_steps=600",
+        "--config.log_every_steps=1000",
+        "--config.eval_every_steps=1000",
+    ]
+    processes = start(workdir, 2, 2, *rare_logs)
+    checkpoint = workdir / "checkpoints" / "20"  # TINY saves every 20 steps: training runs
+    deadline = time.time() + 240
+    while not checkpoint.is_dir():
+        assert all(p.poll() is None for p in processes) and time.time() < deadline
+        time.sleep(0.05)
+    processes[1].send_signal(signal.SIGTERM)
+    signalled = time.time()
+    out0, out1 = finish(processes)
+    assert "SIGTERM: saved step " in out0, out0[-3000:]
+    saved = int(out0.split("SIGTERM: saved step ")[1].split(";")[0])
+    assert 20 <= saved < 600 and "SIGTERM" not in out1
+    assert time.time() - signalled < 60
+    assert committed(workdir)[-1] == saved
+
+
+def test_a_sigterm_before_the_first_step_stops_both_processes_cleanly(tmp_path):
+    """SIGTERM to process 0 while it restores and compiles (its lock is taken, no step run):
+    both processes stop at the first agreement and exit 0; the rerun trains."""
+    workdir = tmp_path / "run"
+    processes = start(workdir, 2, 2, *SHORT)
+    deadline = time.time() + 240
+    while not (workdir / "lock.json").exists():
+        assert all(p.poll() is None for p in processes) and time.time() < deadline
+        time.sleep(0.01)
+    processes[0].send_signal(signal.SIGTERM)
+    out0, _ = finish(processes)
+    assert "SIGTERM before step 1: nothing new to save" in out0
+    assert committed(workdir) == []
+    out0, _ = finish(start(workdir, 2, 2, *SHORT))
+    assert "eval at step 20" in out0
+
+
+def committed(workdir) -> list[int]:
+    """The committed checkpoint steps, in order."""
+    checkpoints = workdir / "checkpoints"
+    names = [p.name for p in checkpoints.iterdir()] if checkpoints.is_dir() else []
+    return sorted(int(name) for name in names if name.isdigit())
+
+
+# `python -m vit_locality.main` where the cross-process equality check that `jax.device_put` of a
+# host array onto several processes' devices runs (an all-gather of the array) fails.
+WITHOUT_EQUALITY_CHECKS = """
+import runpy, sys
+from jax.experimental import multihost_utils
+check = multihost_utils.assert_equal
+def refuse(value, fail_message=""):
+    if "device_put" in fail_message:
+        raise AssertionError("host data all-gathered across processes by device_put")
+    return check(value, fail_message)
+multihost_utils.assert_equal = refuse
+sys.argv = sys.argv[1:]
+runpy.run_module("vit_locality.main", run_name="__main__")
+"""
+
+
+def test_on_device_input_on_two_processes_places_only_its_own_copies(tmp_path):
+    """data.on_device with 2 processes (1 device each, see README Tests): the training set and
+    each step's number are placed by each process on its own device, with no all-gather."""
+    main = ("-c", WITHOUT_EQUALITY_CHECKS, "vit_locality.main")
+    on_device = [*SHORT, "--config.data.on_device=True"]
+    out0, _ = finish(start(tmp_path / "run", 2, 1, *on_device, main=main))
+    assert "eval at step 20" in out0
+
+
+# `python -m vit_locality.main` whose process 0 redraws the training curves 5 s slower: the last
+# thing it writes before the final locality row.
+SLOW_LAST_WRITES = """
+import runpy, sys, time
+from vit_locality import evaluators
+draw = evaluators.write_training_curves
+evaluators.write_training_curves = lambda run_dir: (time.sleep(5), draw(run_dir))[1]
+sys.argv = sys.argv[1:]
+runpy.run_module("vit_locality.main", run_name="__main__")
+"""
+
+
+def test_no_process_returns_before_process_0_has_written_the_run(tmp_path):
+    """What `sweep --multihost` reads on each worker once its process returns: the run is
+    finished there (its final rows written, its lock released), not only on process 0."""
+    workdir = tmp_path / "run"
+    main = ("-c", SLOW_LAST_WRITES, "vit_locality.main")
+    processes = start(workdir, 2, 2, *SHORT, main=main)
+    processes[1].wait(timeout=300)
+    assert RunDir(workdir).is_finished() and not (workdir / "lock.json").exists()
+    finish(processes)
+
+
+def test_a_collective_that_cannot_complete_ends_the_run_in_one_line(tmp_path):
+    """Process 1 stops (SIGSTOP) mid-run: process 0, waiting in a collective, ends within the
+    timeout with one line naming the step, exit 1, instead of blocking for ever."""
+    long = ["--config.total_steps=300", "--config.log_every_steps=5", "--collective_timeout=10"]
+    processes = start(tmp_path / "run", 2, 1, *long)
+    for line in processes[0].stdout:
+        if line.startswith("step 10/300"):
+            break
+    processes[1].send_signal(signal.SIGSTOP)
+    stopped = time.time()
+    try:
+        output, _ = processes[0].communicate(timeout=120)
+    finally:
+        processes[1].kill()
+        processes[1].wait()
+    assert processes[0].returncode == 1, output[-3000:]
+    assert time.time() - stopped < 60
+    assert re.fullmatch(
+        r"error: step \d+: the processes did not all get past it within 10 s \(a process "
+        r"stopped, died or hangs in a collective\); committed checkpoints are kept: run again "
+        r"to resume",
+        output.strip().splitlines()[-1],
+    ), output[-3000:]
 
 
 def test_a_coordinator_that_does_not_answer_is_one_line(tmp_path):

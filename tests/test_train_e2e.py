@@ -67,6 +67,33 @@ def wait_for_checkpoint(workdir, step, process, timeout=240):
         time.sleep(0.05)
 
 
+def wait_for_row(workdir, key, step, process, timeout=240):
+    """Waits until metrics.jsonl holds a row with `key` at `step`."""
+    deadline = time.time() + timeout
+    while not any(r["step"] == step and key in r for r in RunDir(workdir).read_metrics()):
+        assert process.poll() is None, process.stdout.read()
+        assert time.time() < deadline, f"no {key} row at step {step} after {timeout}s"
+        time.sleep(0.01)
+
+
+def without_speed(rows):
+    """metrics.jsonl rows without their timing field."""
+    return [{k: v for k, v in row.items() if k != "train/img_per_s"} for row in rows]
+
+
+def tensorboard_points(workdir):
+    """Every (step, tag, value) of the run's TensorBoard event files, in order."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    return [
+        (event.step, value.tag, value.simple_value)
+        for path in sorted((workdir / "tensorboard").glob("events.out.tfevents.*"))
+        for event in EventFileLoader(str(path)).Load()
+        for value in event.summary.value
+        if value.tag != "train/img_per_s"
+    ]
+
+
 def final_params(workdir, step=TOTAL_STEPS):
     restored = ocp.PyTreeCheckpointer().restore(workdir / "checkpoints" / str(step) / "state")
     return restored["params"]
@@ -107,11 +134,14 @@ def test_training_learns_and_leaves_the_workdir_design_describes(uninterrupted):
     assert "ETA 0:00:00" in result.stdout
 
 
-def test_sigkill_then_rerun_ends_identical(uninterrupted, tmp_path):
+def test_sigkill_then_rerun_ends_identical_and_logs_each_step_once(uninterrupted, tmp_path):
+    """Killed after logging steps 21-30 (train and eval rows) past its checkpoint of step 20:
+    the rerun replays them, and metrics.jsonl and TensorBoard hold each step once, equal to the
+    uninterrupted run's (timing aside)."""
     reference, _ = uninterrupted
     workdir = tmp_path / "killed"
     process = start(workdir)
-    wait_for_checkpoint(workdir, 20, process)
+    wait_for_row(workdir, "val/prec@1", 30, process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert (workdir / "checkpoints" / "20").is_dir()
@@ -121,10 +151,41 @@ def test_sigkill_then_rerun_ends_identical(uninterrupted, tmp_path):
     assert "Resuming" in resumed.stdout and "from step" in resumed.stdout
     assert max(committed) == TOTAL_STEPS
     jax.tree.map(np.testing.assert_array_equal, final_params(workdir), final_params(reference))
-    last_eval = [r for r in RunDir(workdir).read_metrics() if "val/prec@1" in r][-1]
-    assert last_eval == [r for r in RunDir(reference).read_metrics() if "val/prec@1" in r][-1]
+    rows = without_speed(RunDir(workdir).read_metrics())
+    assert rows == without_speed(RunDir(reference).read_metrics())
+    assert tensorboard_points(workdir) == tensorboard_points(reference)
     again = run(workdir)  # a finished run started again trains nothing
     assert again.returncode == 0 and "already trained" in again.stdout
+
+
+def test_a_kill_during_the_final_analysis_is_finished_by_the_rerun_without_training(tmp_path):
+    """SIGKILL once the final checkpoint is committed, while the final locality analysis runs
+    (on every test image, so it lasts): the rerun trains nothing, runs the final analysis, and
+    the run is finished (one row per step and evaluator)."""
+    workdir = tmp_path / "killed_at_the_end"
+    every_image = "--config.analysis.num_images=1017"
+    process = subprocess.Popen(
+        command(workdir, every_image), cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
+    )
+    for line in process.stdout:
+        if line.startswith(f"eval at step {TOTAL_STEPS}"):
+            break
+    wait_for_checkpoint(workdir, TOTAL_STEPS, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    run_dir = RunDir(workdir)
+    assert not any("locality/min_mad_first_layer" in r for r in run_dir.read_metrics())
+    assert run_dir.read_locality() is None
+
+    rerun = run(workdir, every_image)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"Evaluating step {TOTAL_STEPS} (locality): a stop came before" in rerun.stdout
+    assert "ETA" not in rerun.stdout  # no train step
+    rows = run_dir.read_metrics()
+    assert [r["step"] for r in rows if "train/loss" in r] == list(range(10, TOTAL_STEPS + 1, 10))
+    assert [r["step"] for r in rows if "val/prec@1" in r] == [30, TOTAL_STEPS]
+    assert [r["step"] for r in rows if "locality/min_mad_first_layer" in r] == [TOTAL_STEPS]
+    assert run_dir.read_locality()["step"] == TOTAL_STEPS and run_dir.is_finished()
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path):

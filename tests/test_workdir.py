@@ -5,6 +5,7 @@ memory)."""
 import dataclasses
 import importlib.util
 import json
+import sys
 
 import fsspec
 import numpy as np
@@ -14,8 +15,13 @@ from fsspec.implementations.memory import MemoryFileSystem
 
 from vit_locality import sweep, train
 from vit_locality.analysis.locality import DEFINITIONS
-from vit_locality.analysis.results import write_locality, write_training_curves
+from vit_locality.analysis.results import (
+    locality_scalars,
+    write_locality,
+    write_training_curves,
+)
 from vit_locality.errors import ConfigError, UserError
+from vit_locality.metrics import MetricWriter
 from vit_locality.report import write_report
 from vit_locality.validation import check_workdir, validate_config
 from vit_locality.workdir import RunDir, StepPlan
@@ -76,12 +82,16 @@ def test_evals_must_name_known_evaluators_once(evals):
 
 
 class _FakeGcs(MemoryFileSystem):
-    """fsspec's in-memory filesystem under the gs:// scheme."""
+    """fsspec's in-memory filesystem under the gs:// scheme, without append (as GCS: an object
+    opened to append is written anew)."""
 
     protocol = ("gs", "gcs")
 
     def __init__(self, *args, finalize_on_close=True, **kwargs):
         super().__init__(*args, **kwargs)
+
+    def _open(self, path, mode="rb", **kwargs):
+        return super()._open(path, mode.replace("a", "w"), **kwargs)
 
 
 @pytest.fixture
@@ -98,23 +108,33 @@ def fake_gcs(monkeypatch):
     _FakeGcs.store.clear()
 
 
-def test_a_run_directory_on_gcs_is_written_read_and_reported(fake_gcs):
+def test_a_run_directory_on_gcs_is_written_read_and_reported(fake_gcs, monkeypatch):
     """What train, analyze, sweep and report do to a workdir, on gs:// (the checkpoints go
-    through orbax's own gs:// support, which needs a real bucket)."""
+    through orbax's own gs:// support, which needs a real bucket; TensorBoard's writer through
+    TensorFlow's, so it is left out). A resumed run's metrics writer keeps the earlier rows
+    although the bucket cannot append."""
+    monkeypatch.setitem(sys.modules, "tensorboard.summary.writer.event_file_writer", None)
     config = tiny_config(20)
     plan = StepPlan.from_config(config, 5085)
     run_dir = RunDir(f"{fake_gcs}/runs/c10_seed0")
     assert not run_dir.holds_run() and not run_dir.is_finished()
     run_dir.write_start(config, plan)
+    per_head = {name: np.full((2, 2), 0.4) for name in DEFINITIONS}
+    record = cifar_locality_record(per_head, step=20, num_images=16)
     rows = [
         {"step": 10, "epoch": 0.13, "train/loss": 2.2},
         {"step": 20, "epoch": 0.25, "train/loss": 2.1},
         {"step": 20, "epoch": 0.25, "val/prec@1": 21.5, "val/loss": 2.0},
+        {"step": 20, "epoch": 0.25, **locality_scalars(record["summary"])},
     ]
-    with run_dir.metrics_file.open("a") as f:
-        f.write("".join(json.dumps(row) + "\n" for row in rows))
-    per_head = {name: np.full((2, 2), 0.4) for name in DEFINITIONS}
-    record = cifar_locality_record(per_head, step=20, num_images=16)
+    writer = MetricWriter(run_dir)
+    for row in rows[:2]:
+        writer.write(row["step"], {k: v for k, v in row.items() if k != "step"})
+    writer.close()
+    writer = MetricWriter(run_dir, resumed_step=20)  # a resumed run keeps the rows before it
+    for row in rows[2:]:
+        writer.write(row["step"], {k: v for k, v in row.items() if k != "step"})
+    writer.close()
     write_locality(run_dir, record)
     write_training_curves(run_dir)
 

@@ -3,13 +3,14 @@
 `python -m vit_locality.analyze --checkpoint=PATH [--format=timm|big_vision|hf] --images=DIR
 --out=DIR` (see `external/analyze.py`; preprocessing flags override the checkpoint's).
 
-Reads `DIR/config.json`, restores the parameters of checkpoint `--step` (default: the latest) onto
-this machine's devices (the device count may differ from training), analyses the first
-`--num_images` test images (default `config.analysis.num_images`) with the jitted locality pass,
-writes `DIR/locality.json`, `DIR/plots/{mad_per_head,entropy_per_head,attention_maps,
+Reads `DIR/config.json`, restores the parameters of checkpoint `--step` (default: the latest
+readable one; each unreadable newer one is named in one line on stderr) onto this machine's
+devices (the device count may differ from training), analyses the first `--num_images` test
+images (default `config.analysis.num_images`) with the jitted locality pass, writes
+`DIR/locality.json`, `DIR/plots/{mad_per_head,entropy_per_head,attention_maps,
 training_curves}.png` and prints a per-layer table. A directory without a run, a step that was not
-saved or data that cannot be read print one `error: ...` line and exit with status 2, before any
-compute and without changing anything.
+saved or cannot be read, or data that cannot be read print one `error: ...` line and exit with
+status 2, before any compute and without changing anything.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def analyze_run(
 
     Args:
       workdir: the run directory.
-      step: the checkpoint step (default: the latest saved one).
+      step: the checkpoint step (default: the latest one that can be restored).
       num_images: how many of the first test images (default `config.analysis.num_images`;
         at most the size of the test split).
       data_dir: replaces `config.data.dir` when given.
@@ -108,8 +109,9 @@ def analyze_run(
       The `locality.json` record written.
 
     Raises:
-      UserError: no run or no checkpoint in `workdir`, `step` not saved, `num_images` < 1, or
-        the data cannot be loaded; raised before anything is computed or written.
+      UserError: no run or no checkpoint in `workdir`, `step` not saved or not readable (nor any
+        checkpoint when `step` is None), `num_images` < 1, or the data cannot be loaded; raised
+        before anything is computed or written.
     """
     if num_images is not None and num_images < 1:
         raise UserError(f"--num_images={num_images} is not allowed: a positive integer")

@@ -3,8 +3,10 @@
 A step directory is written asynchronously and only counts once orbax has committed it, so a
 process killed mid-save leaves the previous checkpoint as the latest one (its half-written
 `<step>.orbax-checkpoint-tmp*` directory is never restored, and the next save of that step
-replaces it). A checkpoint that cannot be read, or a save that fails, raises `UserError` with
-one line saying what to do. A save is not started when the disk has less room than the state's
+replaces it). A checkpoint that cannot be read (tensorstore cannot decode it, or it decodes to
+non-finite numbers, which are never saved) raises `UnreadableCheckpoint`, one line naming its
+step; `set_aside` moves it out of orbax's sight. A save that fails raises `UserError` with one
+line saying what to do. A save is not started when the disk has less room than the state's
 bytes; one that fails later, in orbax's background threads (the disk filled up meanwhile),
 surfaces at the next `save`, `wait` or `close`.
 """
@@ -15,9 +17,11 @@ import logging
 import pathlib
 import shutil
 import sys
+import warnings
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from etils import epath
 
@@ -27,6 +31,14 @@ from vit_locality.workdir import is_remote
 # How a failed write reaches us: an OSError from the main thread, or tensorstore's ValueError
 # ("RESOURCE_EXHAUSTED: ... [os_error_code='28']") re-raised from orbax's background threads.
 _SAVE_ERRORS = (OSError, ValueError)
+
+
+class UnreadableCheckpoint(UserError):
+    """A committed checkpoint whose files cannot be restored; `step` names it."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
 
 
 class _DropFailedSaveNoise(logging.Filter):
@@ -54,10 +66,18 @@ def _drop_orphaned_callback_errors(unraisable: Any, previous=sys.unraisablehook)
 
 
 def quiet_failed_saves() -> None:
-    """Installs the filters above (for entry points that save: a failed save is then one line)."""
+    """Installs the filters above (for entry points that save: a failed save is then one line),
+    and drops the RuntimeWarning of the write coroutines a failed save leaves unawaited
+    ("coroutine 'async_serialize_from_host.<locals>.write_fragment' was never awaited", with
+    tracemalloc's hint): orbax's other coroutines and everyone else's still warn."""
     logging.getLogger("absl").addFilter(_DropFailedSaveNoise())
     logging.getLogger("asyncio").addFilter(_DropFailedSaveNoise())
     sys.unraisablehook = _drop_orphaned_callback_errors
+    warnings.filterwarnings(
+        "ignore",
+        message=r"coroutine 'async_serialize_from_host\.<locals>\.write_fragment' was never",
+        category=RuntimeWarning,
+    )
 
 
 class Checkpointer:
@@ -93,7 +113,8 @@ class Checkpointer:
             raise self._save_failed(e) from e
 
     def restore(self, step: int, like: Any) -> tuple[Any, dict[str, Any]]:
-        """Restores step `step` onto the shapes, dtypes and shardings of the pytree `like`."""
+        """Restores step `step` onto the shapes, dtypes and shardings of the pytree `like`;
+        UnreadableCheckpoint when its files cannot be decoded or hold non-finite numbers."""
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         try:
             restored = self._manager.restore(
@@ -102,13 +123,29 @@ class Checkpointer:
                     state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
                 ),
             )
-        except (OSError, ValueError, KeyError) as e:
-            path = self._directory / str(step)
-            raise UserError(
-                f"checkpoint {path} cannot be restored ({first_line(e)}); move it away (e.g. to "
-                f"{path}.corrupt) to resume from the checkpoint before it"
-            ) from e
+        except Exception as e:  # tensorstore raises a bare Exception on undecodable data
+            reason = first_line(e).split(" See full TensorStore details")[0]
+            raise self._unreadable(step, reason) from e
+        if not _all_finite(restored.state):
+            raise self._unreadable(step, "it holds non-finite numbers, which are never saved")
         return restored.state, restored.meta
+
+    def set_aside(self, step: int) -> epath.Path:
+        """Renames the unreadable checkpoint `step` to `<step>.corrupt` (out of orbax's sight,
+        so the step can be saved again); returns the new path. Process 0 calls it."""
+        path = self._directory / str(step)
+        aside = path.with_name(f"{step}.corrupt")
+        path.rename(aside)
+        return aside
+
+    def reload(self) -> None:
+        """Reads the committed steps again (after another process set one aside)."""
+        self._manager.reload()
+
+    def _unreadable(self, step: int, reason: str) -> UnreadableCheckpoint:
+        return UnreadableCheckpoint(
+            f"checkpoint {self._directory / str(step)} cannot be restored ({reason})", step
+        )
 
     def wait(self) -> None:
         """Blocks until every started save is committed to disk."""
@@ -153,3 +190,11 @@ class Checkpointer:
     def _kept(self) -> str:
         kept = self._manager.latest_step()
         return f"the last committed one (step {kept}) is kept" if kept else "none is committed yet"
+
+
+def _all_finite(tree: Any) -> bool:
+    """Whether every float leaf of `tree` (arrays, possibly sharded) is finite everywhere."""
+    leaves = [
+        jnp.isfinite(x).all() for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)
+    ]
+    return bool(jnp.all(jnp.stack(leaves))) if leaves else True

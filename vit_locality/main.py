@@ -30,6 +30,12 @@ _MULTIHOST = flags.DEFINE_bool(
 _COORDINATOR_TIMEOUT = flags.DEFINE_integer(
     "coordinator_timeout", 300, "--multihost: seconds to wait for the other processes."
 )
+_COLLECTIVE_TIMEOUT = flags.DEFINE_integer(
+    "collective_timeout",
+    600,
+    "--multihost: seconds without progress after which the run ends, naming its step (a "
+    "process stopped, died or hangs in a collective); 0: wait for ever.",
+)
 flags.mark_flags_as_required(["config"])
 
 
@@ -45,7 +51,7 @@ def main(argv: list[str]) -> None:
     try:
         if _MULTIHOST.value:
             multihost.initialize(_COORDINATOR_TIMEOUT.value)
-        train_and_evaluate(_CONFIG.value, workdir)
+        train_and_evaluate(_CONFIG.value, workdir, collective_timeout_s=_COLLECTIVE_TIMEOUT.value)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -3,6 +3,11 @@
 TensorBoard events are written with the `tensorboard` package's own writer (no TensorFlow), so
 training logs the same way on machines without TensorFlow; without `tensorboard` only the
 JSON lines are written.
+
+Each step is recorded once, however often the run was killed and resumed: a writer opened at a
+resumed step drops the rows a killed session wrote after it (the resumed run writes them again),
+in metrics.jsonl and in TensorBoard, whose event files are written anew from the rows kept (their
+wall times become the resume's time).
 """
 
 from __future__ import annotations
@@ -13,35 +18,53 @@ import math
 import time
 from typing import Any
 
-from vit_locality.workdir import RunDir
+from vit_locality.workdir import RunDir, is_remote
 
 
 class MetricWriter:
-    """Appends one JSON object per call to the run's `metrics.jsonl` and mirrors it to
+    """Writes one JSON object per call to the run's `metrics.jsonl` and mirrors it to
     TensorBoard. Only the process that owns the workdir (process 0) should create one with
     `enabled=True`.
+
+    `resumed_step` is the step the run's state was restored at (0 for a fresh start): rows of
+    later steps are dropped when the writer opens. metrics.jsonl is replaced, never appended to
+    in place (a bucket has no append): locally it is rewritten once and then appended to; on a
+    remote workdir the whole file is rewritten at every call.
     """
 
-    def __init__(self, run_dir: RunDir, enabled: bool = True):
+    def __init__(self, run_dir: RunDir, enabled: bool = True, *, resumed_step: int = 0):
         self.enabled = enabled
         self._tensorboard = None
         if not enabled:
             return
-        self._jsonl = run_dir.metrics_file.open("a")  # closed in close()
+        self._path = run_dir.metrics_file
+        kept = [row for row in run_dir.read_metrics() if row["step"] <= resumed_step]
+        self._lines = [json.dumps(row) + "\n" for row in kept]
+        partial = self._path.with_name(self._path.name + ".tmp")
+        partial.write_text("".join(self._lines))
+        partial.replace(self._path)  # a reader never sees half a file
+        self._jsonl = None if is_remote(self._path) else self._path.open("a")  # close() closes
         try:
             from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
-            self._tensorboard = EventFileWriter(str(run_dir.tensorboard_dir))
         except ImportError:
-            pass
+            return
+        for events in run_dir.tensorboard_dir.glob("events.out.tfevents.*"):
+            events.unlink()
+        self._tensorboard = EventFileWriter(str(run_dir.tensorboard_dir))
+        for row in kept:
+            self._write_tensorboard(row["step"], row)
 
     def write(self, step: int, scalars: dict[str, Any]) -> None:
         """Records `scalars` at `step`; non-finite numbers are written as strings ("nan")."""
         if not self.enabled:
             return
         row = {"step": int(step), **{k: _jsonable(v) for k, v in scalars.items()}}
-        self._jsonl.write(json.dumps(row) + "\n")
-        self._jsonl.flush()
+        self._lines.append(json.dumps(row) + "\n")
+        if self._jsonl is None:
+            self._path.write_text("".join(self._lines))
+        else:
+            self._jsonl.write(self._lines[-1])
+            self._jsonl.flush()
         if self._tensorboard is not None:
             self._write_tensorboard(step, scalars)
 
@@ -51,7 +74,7 @@ class MetricWriter:
         values = [
             summary_pb2.Summary.Value(tag=k, simple_value=float(v))
             for k, v in scalars.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
+            if isinstance(v, int | float) and not isinstance(v, bool) and k != "step"
         ]
         if values:
             event = event_pb2.Event(
@@ -62,7 +85,8 @@ class MetricWriter:
 
     def close(self) -> None:
         if self.enabled:
-            self._jsonl.close()
+            if self._jsonl is not None:
+                self._jsonl.close()
             if self._tensorboard is not None:
                 self._tensorboard.close()
 

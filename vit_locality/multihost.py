@@ -3,13 +3,17 @@
 `initialize` starts the runtime the way the machine asks: from `JAX_COORDINATOR_ADDRESS`,
 `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID` when all three are set (several processes on one or more
 machines without a cluster manager), else by JAX's own detection (Cloud TPU VMs, Slurm, Open MPI).
-A coordinator that does not answer is a one-line `UserError`, not the runtime's abort.
+A coordinator that does not answer is a one-line `UserError`, not the runtime's abort; a
+collective that cannot complete (a process stopped, died or hangs) ends the run through
+`Watchdog` with one line, instead of blocking for ever.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import sys
+import threading
 import time
 
 import jax
@@ -71,3 +75,56 @@ def any_process(flag: bool) -> bool:
     if jax.process_count() == 1:
         return flag
     return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
+
+
+def from_process_0(flags: list[bool]) -> list[bool]:
+    """Process 0's `flags` on every process (the same length everywhere). A collective."""
+    if jax.process_count() == 1:
+        return flags
+    return [bool(f) for f in multihost_utils.broadcast_one_to_all(np.asarray(flags, bool))]
+
+
+def barrier(name: str) -> None:
+    """Waits until every process has reached the barrier `name`."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
+
+
+def gather(values: list[float]) -> np.ndarray:
+    """Every process's `values`: float32 `[processes, len(values)]`, in process order. A
+    collective."""
+    return np.asarray(multihost_utils.process_allgather(np.asarray(values, np.float32)))
+
+
+class Watchdog:
+    """Ends this process when the run has not moved for `timeout_s` seconds while several
+    processes share it: one line on stderr naming the step of the last `beat`, exit status 1
+    (committed checkpoints are kept). A daemon thread, started only with several processes and
+    a positive `timeout_s`; it watches from the first `beat` on (after the step has compiled)."""
+
+    def __init__(self, timeout_s: float):
+        self._timeout_s = timeout_s
+        self._step: int | None = None
+        self._last = time.monotonic()
+        self._stopped = threading.Event()
+        if timeout_s > 0 and jax.process_count() > 1:
+            threading.Thread(target=self._watch, daemon=True).start()
+
+    def beat(self, step: int) -> None:
+        """The run has moved: at `step`, now."""
+        self._step, self._last = step, time.monotonic()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(1.0):
+            if self._step is not None and time.monotonic() - self._last > self._timeout_s:
+                print(
+                    f"error: step {self._step}: the processes did not all get past it within "
+                    f"{self._timeout_s:g} s (a process stopped, died or hangs in a collective); "
+                    "committed checkpoints are kept: run again to resume",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                os._exit(1)

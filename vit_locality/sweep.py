@@ -16,12 +16,14 @@ sweep's own `--config.x=y` flags are global overrides: they apply to every run a
 run's; `--variant=V` appends V to every config argument (`X.py` -> `X.py:V`, `X.py:a=1` ->
 `X.py:a=1,V`), e.g. `--variant=smoke` for a quick pass over the whole sweep.
 
-A run is **finished** when `metrics.jsonl` in its workdir holds an eval row (`val/prec@1`) at the
-final step its `plan.json` states (`vit_locality.workdir.RunDir.is_finished`). Finished runs are
-skipped without starting a process; any other run is started, and `vit_locality.main` resumes
-it from its latest checkpoint (with the same config: a run never continues under another
-protocol or schedule). A finished run whose `locality.json` is not of its final step (killed
-during the final analysis) is reported with the `vit_locality.analyze` command that writes it.
+A run is **finished** when `metrics.jsonl` in its workdir holds, at the final step its `plan.json`
+states, the train row and a row of every evaluator its config names (`val/prec@1`, `locality/...`;
+`vit_locality.workdir.RunDir.is_finished`). Finished runs are skipped without starting a process;
+any other run is started, and `vit_locality.main` resumes it from its latest checkpoint (with the
+same config: a run never continues under another protocol or schedule), running the final
+evaluations a kill cut short without training again. A finished run whose `locality.json` is not
+of its final step (overwritten by `analyze --step`, or removed) is reported with the
+`vit_locality.analyze` command that writes it.
 
 Every config is resolved before anything runs: a sweep file or override that does not load is a
 one-line `error:` and exit 2. A run that exits nonzero (or stops before its final step) is

@@ -7,6 +7,7 @@
     checkpoints/   orbax step directories
     locality.json  the latest locality analysis
     plots/         figures
+    lock.json      who is running in it (host, pid, since), while a run is (`lock.WorkdirLock`)
 
 `RunDir` is the one place that knows these names. Train writes config.json and plan.json at the
 start; sweep and report read whether a run is finished and its final step from plan.json.
@@ -27,6 +28,9 @@ import ml_collections
 from etils import epath
 
 from vit_locality.errors import ConfigError, UserError
+
+# The key that marks each evaluator's row in metrics.jsonl (evaluators.py names the evaluators).
+ROW_KEYS = {"classification": "val/prec@1", "locality": "locality/min_mad_first_layer"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +83,7 @@ class RunDir:
         self.checkpoints_dir = self.path / "checkpoints"
         self.locality_file = self.path / "locality.json"
         self.plots_dir = self.path / "plots"
+        self.lock_file = self.path / "lock.json"
 
     # ------------------------------------------------------------------ reading
 
@@ -120,13 +125,21 @@ class RunDir:
         return None if plan is None else plan.total_steps
 
     def is_finished(self) -> bool:
-        """Whether metrics.jsonl holds the final step's classification row (`val/prec@1`), or
-        its train row for a run that does not evaluate classification."""
-        final, config = self.final_step(), self.read_config() or {}
-        key = "val/prec@1" if "classification" in config.get("evals", "classification") else "step"
-        return final is not None and any(
-            r["step"] == final and key in r for r in self.read_metrics()
-        )
+        """Whether metrics.jsonl holds the final step's train row and the row of every evaluator
+        the config names (`val/prec@1`, `locality/...`): a run killed during its final
+        evaluations is not finished."""
+        final = self.final_step()
+        if final is None:
+            return False
+        config = self.read_config() or {}
+        names = config.get("evals", "classification").split(",")
+        keys = ["train/loss", *(ROW_KEYS[name.strip()] for name in names if name.strip())]
+        return self.has_rows(final, keys)
+
+    def has_rows(self, step: int, keys: list[str]) -> bool:
+        """Whether metrics.jsonl holds, at `step`, a row with each key of `keys` (all of them)."""
+        present = {key for row in self.read_metrics() if row["step"] == step for key in row}
+        return set(keys) <= present
 
     # ------------------------------------------------------------------ writing (process 0)
 

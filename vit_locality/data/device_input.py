@@ -1,6 +1,8 @@
 """The train input on the device (`data.on_device=True`): no TensorFlow, no host in the loop.
 
-The decoded training set (uint8) is put on every device once. Each step's global batch is
+The decoded training set (uint8) is put on every device once, each process placing its own
+devices' copies (with several processes, `jax.device_put` of a host array would first all-gather
+it to check that every process holds the same). Each step's global batch is
 gathered and augmented there by a jitted function of the step number, with the same epoch
 structure as the tf.data input (a permutation per epoch, full batches, remainder dropped) but
 JAX's random streams, so the batches differ from tf.data's while staying a function of the step:
@@ -19,7 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 
 from vit_locality import rng, sharding
 from vit_locality.data import device_augment
@@ -89,13 +91,21 @@ def device_train_batches(
     seed: int,
     aug: AugSpec,
 ) -> Iterator[dict[str, jax.Array]]:
-    """Global batches of steps `start_step .. total_steps-1`, already sharded over `mesh`."""
+    """Global batches of steps `start_step .. total_steps-1`, already sharded over `mesh`; no
+    collective but the batch function's own."""
     replicated = sharding.replicated(mesh)
-    images_d = jax.device_put(images, replicated)
-    labels_d = jax.device_put(labels.astype(np.int32), replicated)
+    images_d = _on_local_devices(images, replicated)
+    labels_d = _on_local_devices(labels.astype(np.int32), replicated)
     batch_fn = jax.jit(
         make_batch_fn(len(images), global_batch_size, seed=seed, aug=aug),
         out_shardings=sharding.batch_sharded(mesh),
     )
     for step in range(start_step, total_steps):
-        yield batch_fn(images_d, labels_d, jax.device_put(np.int32(step), replicated))
+        yield batch_fn(images_d, labels_d, _on_local_devices(np.int32(step), replicated))
+
+
+def _on_local_devices(value: np.ndarray | np.generic, replicated: NamedSharding) -> jax.Array:
+    """`value`, the same on every process, as a global array replicated over `replicated`'s
+    devices: this process places its own devices' copies, without asking the others."""
+    value = np.asarray(value)
+    return jax.make_array_from_callback(value.shape, replicated, lambda index: value[index])
