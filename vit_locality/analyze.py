@@ -16,14 +16,13 @@ status 2, before any compute and without changing anything.
 from __future__ import annotations
 
 import pathlib
-import sys
 from typing import Any
 
 from absl import app, flags, logging
 
 from vit_locality import sharding
 from vit_locality.analysis.results import analyze_and_write, format_table, write_training_curves
-from vit_locality.cli import parse_flags
+from vit_locality.cli import fail, parse_flags
 from vit_locality.data.sources import load_split
 from vit_locality.errors import UserError
 from vit_locality.external.analyze import analyze_checkpoint
@@ -181,8 +180,7 @@ def main(argv: list[str]) -> None:
                 data_dir=_DATA_DIR.value,
             )
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        fail(e)
     print(format_table(record))
     run_dir = RunDir(_WORKDIR.value or _OUT.value)
     print(f"wrote {run_dir.locality_file} and {run_dir.plots_dir}/", flush=True)

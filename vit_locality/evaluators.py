@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from vit_locality import sharding, step
+from vit_locality import sharding
 from vit_locality.analysis.results import (
     analyze_and_write,
     locality_scalars,
@@ -29,6 +29,7 @@ from vit_locality.analysis.results import (
 from vit_locality.data.datasets import DATASETS
 from vit_locality.data.eval_input import eval_batches
 from vit_locality.predict import Predictor
+from vit_locality.step import make_eval_step
 from vit_locality.workdir import RunDir, StepPlan
 
 NAMES = ("classification", "locality")
@@ -61,7 +62,7 @@ class Classification:
         self._images, self._labels = images, labels
         self._num_classes, self._batch_size, self._mesh = num_classes, batch_size, mesh
         self._eval_step = jax.jit(
-            step.make_eval_step(predictor, num_classes), out_shardings=sharding.replicated(mesh)
+            make_eval_step(predictor, num_classes), out_shardings=sharding.replicated(mesh)
         )
 
     def run(self, params: Any, step: int) -> tuple[dict[str, float], str]:

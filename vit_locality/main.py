@@ -15,7 +15,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from vit_locality.cli import parse_flags
+from vit_locality.cli import fail, parse_flags
 from vit_locality.errors import UserError, out_of_space
 from vit_locality.workdir import default_workdir
 
@@ -53,8 +53,7 @@ def main(argv: list[str]) -> None:
             multihost.initialize(_COORDINATOR_TIMEOUT.value)
         train_and_evaluate(_CONFIG.value, workdir, collective_timeout_s=_COLLECTIVE_TIMEOUT.value)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        fail(e)
     except TrainingDiverged as e:
         print(f"error: training diverged: {e}", file=sys.stderr)
         sys.exit(1)

@@ -49,8 +49,9 @@ from typing import Any
 import ml_collections
 from etils import epath
 
-from vit_locality.cli import ArgumentParser, load_config
+from vit_locality.cli import ArgumentParser, fail, load_config
 from vit_locality.errors import UserError
+from vit_locality.sigterm import SigtermFlag
 from vit_locality.workdir import RunDir
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")
@@ -157,31 +158,20 @@ def locality_note(run_dir: RunDir) -> str:
     )
 
 
-class _Terminator:
-    """Passes SIGTERM on to the running child and remembers that the sweep must stop."""
-
-    def __init__(self) -> None:
-        self.child: subprocess.Popen | None = None
-        self.received = False
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received = True
-        if self.child is not None and self.child.poll() is None:
-            self.child.send_signal(signal.SIGTERM)
-
-    def restore(self) -> None:
-        signal.signal(signal.SIGTERM, self._previous)
-
-
 def run_all(runs: list[Run], root: epath.Path, main_flags: tuple[str, ...] = ()) -> int:
     """Runs every unfinished run in turn (`main_flags` go to each `vit_locality.main`); prints a
     summary; returns the exit status (0 or 1)."""
     outcomes: dict[str, str] = {}
-    terminator = _Terminator()
+    child: subprocess.Popen | None = None
+
+    def pass_on() -> None:
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+
+    sigterm = SigtermFlag(then=pass_on)
     try:
         for i, run in enumerate(runs, start=1):
-            if terminator.received:
+            if sigterm.received:
                 break
             run_dir = RunDir(root / run.name)
             if run_dir.is_finished():
@@ -191,12 +181,12 @@ def run_all(runs: list[Run], root: epath.Path, main_flags: tuple[str, ...] = ())
             command = [sys.executable, "-m", "vit_locality.main", *run.args(root), *main_flags]
             print(f"[{i}/{len(runs)}] {run.name}: {shlex.join(command)}", flush=True)
             try:
-                terminator.child = subprocess.Popen(command)
-                code = terminator.child.wait()
+                child = subprocess.Popen(command)
+                code = child.wait()
             except KeyboardInterrupt:  # the run checkpoints on SIGTERM; wait for it
-                if terminator.child is not None and terminator.child.poll() is None:
-                    terminator.child.send_signal(signal.SIGTERM)
-                    terminator.child.wait()
+                pass_on()
+                if child is not None:
+                    child.wait()
                 outcomes[run.name] = "interrupted (Ctrl-C)"
                 break
             if code != 0:
@@ -207,7 +197,7 @@ def run_all(runs: list[Run], root: epath.Path, main_flags: tuple[str, ...] = ())
                 outcomes[run.name] = "stopped before its final step"
             print(f"[{i}/{len(runs)}] {run.name}: {outcomes[run.name]}", flush=True)
     finally:
-        terminator.restore()
+        sigterm.restore()
     print(f"\nSweep summary ({root}):")
     for run in runs:
         print(f"  {run.name}: {outcomes.get(run.name, 'not started')}")
@@ -250,8 +240,7 @@ def main(argv: list[str]) -> int:
         for run in runs:  # every config loads before anything runs
             resolve_config(run)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        fail(e)
     flags = ("--multihost",) if args.multihost else ()
     if args.print:
         for run in runs:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from vit_locality.evaluators import Evaluator, build_evaluators
 from vit_locality.lock import WorkdirLock
 from vit_locality.models import build_model
 from vit_locality.predict import Predictor
+from vit_locality.sigterm import SigtermFlag
 from vit_locality.validation import check_resumable, check_workdir, validate_config
 from vit_locality.workdir import ROW_KEYS, RunDir, StepPlan
 
@@ -40,27 +40,13 @@ class TrainingDiverged(RuntimeError):
     """The loss or the gradient norm became non-finite."""
 
 
-class _StopSignal:
-    """Remembers a SIGTERM so the loop can checkpoint and return at the next step."""
-
-    def __init__(self) -> None:
-        self.received = False
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received = True
-
-    def restore(self) -> None:
-        signal.signal(signal.SIGTERM, self._previous)
-
-
 class _StopAgreement:
     """Whether a SIGTERM reached any process, asked at every step, answered on every process
     alike. One process checks its flag every step. Several agree about every `every_s` seconds
     whatever log_every_steps is: each agreement all-gathers every process's flag and seconds per
     step since the last one, from which all derive the same number of steps to the next."""
 
-    def __init__(self, stop: _StopSignal, step_num: int, every_s: float = 2.0):
+    def __init__(self, stop: SigtermFlag, step_num: int, every_s: float = 2.0):
         self._stop, self._every_s = stop, every_s
         self._next = step_num
         self._since_step, self._since = step_num, time.perf_counter()
@@ -193,7 +179,7 @@ def train_and_evaluate(
     every evaluator. A SIGTERM is remembered from the start (during loading, restoring or
     compiling too): every process then stops at the same step. With several processes, a run
     that does not move for `collective_timeout_s` seconds ends (`multihost.Watchdog`)."""
-    stop = _StopSignal()
+    stop = SigtermFlag()
     watchdog = multihost.Watchdog(collective_timeout_s)
     try:
         result = _train_and_evaluate(config, workdir, stop, watchdog)
@@ -209,7 +195,7 @@ def train_and_evaluate(
 def _train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str,
-    stop: _StopSignal,
+    stop: SigtermFlag,
     watchdog: multihost.Watchdog,
 ) -> dict[str, Any]:
     # ------------------------------------------------------------------ Setup and checks

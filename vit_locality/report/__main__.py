@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from vit_locality.cli import ArgumentParser
+from vit_locality.cli import ArgumentParser, fail
 from vit_locality.errors import UserError
 from vit_locality.report import write_report
 
@@ -17,8 +17,7 @@ def main(argv: list[str]) -> int:
     try:
         report = write_report(args.run_dirs, args.out)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        fail(e)
     print(f"wrote {report}")
     return 0
 
