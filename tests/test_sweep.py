@@ -13,7 +13,8 @@ import pytest
 
 from configs import cifar100_ablation, cifar100_modern
 from vit_locality import sweep
-from vit_locality.workdir import RunDir, StepPlan
+from vit_locality.plan import StepPlan
+from vit_locality.workdir import RunDir
 
 from .conftest import CIFAR10_SAMPLE, REPO_ROOT
 

@@ -22,9 +22,10 @@ from vit_locality.analysis.results import (
 )
 from vit_locality.errors import ConfigError, UserError
 from vit_locality.metrics import MetricWriter
+from vit_locality.plan import StepPlan
 from vit_locality.report import write_report
 from vit_locality.validation import check_workdir, validate_config
-from vit_locality.workdir import RunDir, StepPlan
+from vit_locality.workdir import RunDir
 
 from .conftest import CIFAR10_SAMPLE, cifar_locality_record
 from .test_faults import tiny_config

@@ -26,11 +26,11 @@ from vit_locality.analysis.results import (
     locality_scalars,
     write_training_curves,
 )
-from vit_locality.data.datasets import DATASETS
 from vit_locality.data.eval_input import eval_batches
+from vit_locality.plan import StepPlan
 from vit_locality.predict import Predictor
 from vit_locality.step import make_eval_step
-from vit_locality.workdir import RunDir, StepPlan
+from vit_locality.workdir import RunDir
 
 NAMES = ("classification", "locality")
 
@@ -153,7 +153,7 @@ def build_evaluators(
                     predictor,
                     test_images,
                     test_labels,
-                    num_classes=DATASETS[config.dataset].num_classes,
+                    num_classes=predictor.model.num_classes,
                     batch_size=config.batch_size,
                     mesh=mesh,
                     every_steps=plan.eval_every_steps,

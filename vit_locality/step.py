@@ -19,7 +19,6 @@ from jax.sharding import Mesh
 
 from vit_locality import erasing as erasing_lib
 from vit_locality import mixing, rng, sharding
-from vit_locality.data.datasets import DATASETS
 from vit_locality.predict import Predictor, normalize
 from vit_locality.train_state import TrainState
 
@@ -96,12 +95,11 @@ def jit_train_step(
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
     """`make_train_step` with `config`'s protocol (mixing, label smoothing, erasing), jitted over
     `mesh` with the state donated and replicated, batches sharded along their first axis."""
-    info = DATASETS[config.dataset]
     replicated = sharding.replicated(mesh)
     return jax.jit(
         make_train_step(
             predictor,
-            num_classes=info.num_classes,
+            num_classes=predictor.model.num_classes,
             mix=mixing.MixSpec(**config.mix.to_dict()),
             label_smoothing=config.label_smoothing,
             num_shards=mesh.size,

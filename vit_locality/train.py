@@ -30,10 +30,11 @@ from vit_locality.errors import UserError
 from vit_locality.evaluators import Evaluator, build_evaluators
 from vit_locality.lock import WorkdirLock
 from vit_locality.models import build_model
+from vit_locality.plan import StepPlan
 from vit_locality.predict import Predictor
 from vit_locality.sigterm import SigtermFlag
 from vit_locality.validation import check_resumable, check_workdir, validate_config
-from vit_locality.workdir import ROW_KEYS, RunDir, StepPlan
+from vit_locality.workdir import ROW_KEYS, RunDir
 
 
 class TrainingDiverged(RuntimeError):

@@ -18,7 +18,7 @@ from jax.sharding import Mesh
 
 from vit_locality import rng, sharding
 from vit_locality.data.datasets import DATASETS
-from vit_locality.workdir import StepPlan
+from vit_locality.plan import StepPlan
 
 
 class TrainState(train_state.TrainState):

@@ -27,40 +27,11 @@ from typing import Any
 import ml_collections
 from etils import epath
 
-from vit_locality.errors import ConfigError, UserError
+from vit_locality.errors import UserError
+from vit_locality.plan import StepPlan
 
 # The key that marks each evaluator's row in metrics.jsonl (evaluators.py names the evaluators).
 ROW_KEYS = {"classification": "val/prec@1", "locality": "locality/min_mad_first_layer"}
-
-
-@dataclasses.dataclass(frozen=True)
-class StepPlan:
-    """The run's step counts: from the config and the number of training examples."""
-
-    steps_per_epoch: int  # full global batches per epoch (the remainder is dropped)
-    total_steps: int
-    warmup_steps: int
-    eval_every_steps: int
-    analysis_every_steps: int
-
-    @classmethod
-    def from_config(cls, config: ml_collections.ConfigDict, num_train: int) -> StepPlan:
-        """Raises ConfigError when the batch or the warmup does not fit the training set."""
-        spe = num_train // config.batch_size
-        if spe == 0:
-            raise ConfigError(
-                f"config.batch_size={config.batch_size} is not allowed: at most the "
-                f"{num_train} training examples"
-            )
-        total = config.total_steps or max(1, round(config.total_epochs * spe))
-        warmup = round(config.warmup_epochs * spe)
-        if warmup >= total:
-            raise ConfigError(
-                f"config.warmup_epochs={config.warmup_epochs} is not allowed: fewer than the "
-                f"{total / spe:.2f} epochs of training ({warmup} >= {total} steps)"
-            )
-        analysis_every = max(1, round(config.analysis.every_epochs * spe))
-        return cls(spe, total, warmup, config.eval_every_steps or spe, analysis_every)
 
 
 def default_workdir(config_arg: str) -> str:

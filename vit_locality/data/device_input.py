@@ -25,6 +25,7 @@ from jax.sharding import Mesh, NamedSharding
 
 from vit_locality import rng, sharding
 from vit_locality.data import device_augment
+from vit_locality.plan import steps_per_epoch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,10 +67,10 @@ def augment_one(key: jax.Array, image: jax.Array, aug: AugSpec) -> jax.Array:
 
 def make_batch_fn(num_examples: int, global_batch_size: int, *, seed: int, aug: AugSpec):
     """`(images [N,H,W,C], labels [N], step) -> {"image": [B,H,W,C], "label": [B]}`, jittable."""
-    steps_per_epoch = num_examples // global_batch_size
+    spe = steps_per_epoch(num_examples, global_batch_size)
 
     def batch_fn(images: jax.Array, labels: jax.Array, step: jax.Array) -> dict[str, jax.Array]:
-        epoch, within = step // steps_per_epoch, step % steps_per_epoch
+        epoch, within = step // spe, step % spe
         order = jax.random.permutation(rng.permutation_key(seed, epoch), num_examples)
         rows = jax.lax.dynamic_slice(order, (within * global_batch_size,), (global_batch_size,))
         positions = step * global_batch_size + jnp.arange(global_batch_size)

@@ -1,11 +1,11 @@
 """The train input: a tf.data pipeline whose every batch is a function of the step.
 
 Epoch `e` visits the training set in the order of a permutation drawn from `(seed, e)`, cut into
-`steps_per_epoch = N // global_batch_size` full global batches (the last partial batch of each
-epoch is dropped). Step `s` is global batch `s % steps_per_epoch` of epoch `s // steps_per_epoch`;
-each process takes its own contiguous rows of it. Example `j` of global batch `s` is augmented
-with the stateless seed `(seed, s * global_batch_size + j)`. Hence starting the pipeline at any
-step yields exactly the batches an uninterrupted run sees from there: resume is exact.
+full global batches as `vit_locality.plan` counts them (step `s` is batch `s % steps_per_epoch`
+of epoch `s // steps_per_epoch`); each process takes its own contiguous rows of it. Example `j`
+of global batch `s` is augmented with the stateless seed `(seed, s * global_batch_size + j)`.
+Hence starting the pipeline at any step yields exactly the batches an uninterrupted run sees from
+there: resume is exact.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from vit_locality.data.augment import Augment
+from vit_locality.plan import steps_per_epoch
 
 _PERMUTATION_STREAM, _AUGMENT_STREAM = 0, 1
 
@@ -23,10 +24,6 @@ _PERMUTATION_STREAM, _AUGMENT_STREAM = 0, 1
 def _stream_seed(seed: int, stream: int, counter: tf.Tensor) -> tf.Tensor:
     base = tf.constant([seed, stream], tf.int64)
     return tf.random.experimental.stateless_fold_in(base, tf.cast(counter, tf.int64))
-
-
-def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
-    return num_examples // global_batch_size
 
 
 def train_batches(
