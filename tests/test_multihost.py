@@ -180,7 +180,7 @@ def test_on_device_input_on_two_processes_places_only_its_own_copies(tmp_path):
 # thing it writes before the final locality row.
 SLOW_LAST_WRITES = """
 import runpy, sys, time
-from vit_locality import evaluators
+from vit_locality.evaluators import locality as evaluators
 draw = evaluators.write_training_curves
 evaluators.write_training_curves = lambda run_dir: (time.sleep(5), draw(run_dir))[1]
 sys.argv = sys.argv[1:]

@@ -27,7 +27,7 @@ from vit_locality import checkpointing, metrics, multihost, sharding, step, trai
 from vit_locality.data.datasets import DATASETS
 from vit_locality.data.sources import load_split
 from vit_locality.errors import UserError
-from vit_locality.evaluators import Evaluator, build_evaluators
+from vit_locality.evaluators import Context, Evaluator, build_evaluators
 from vit_locality.lock import WorkdirLock
 from vit_locality.models import build_model
 from vit_locality.plan import StepPlan
@@ -237,7 +237,7 @@ def _train_and_evaluate(
         # ------------------------------------------------------------------ Steps and evaluators
         train_step = step.jit_train_step(config, predictor, schedule, mesh)
         evaluators = build_evaluators(
-            config, plan, predictor, test_images, test_labels, mesh=mesh, run_dir=run_dir
+            Context(config, plan, predictor, test_images, test_labels, mesh, run_dir)
         )
 
         results: dict[str, float] = {}

@@ -1,0 +1,72 @@
+"""Accuracy and loss over every test example, every `eval_every_steps` (`plan.eval_every_steps`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from vit_locality import sharding
+from vit_locality.data.eval_input import eval_batches
+from vit_locality.evaluators import Context
+from vit_locality.predict import Predictor
+from vit_locality.step import make_eval_step
+
+
+class Classification:
+    """Accuracy and loss over every test example (the last batch padded and masked)."""
+
+    name = "classification"
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        images: np.ndarray,
+        labels: np.ndarray,
+        *,
+        batch_size: int,
+        mesh: Mesh,
+        every_steps: int,
+    ):
+        self.every_steps = every_steps
+        self._images, self._labels = images, labels
+        self._num_classes = predictor.model.num_classes
+        self._batch_size, self._mesh = batch_size, mesh
+        self._eval_step = jax.jit(
+            make_eval_step(predictor, self._num_classes), out_shardings=sharding.replicated(mesh)
+        )
+
+    def run(self, params: Any, step: int) -> tuple[dict[str, float], str]:
+        totals = None
+        for batch in eval_batches(
+            self._images,
+            self._labels,
+            global_batch_size=self._batch_size,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        ):
+            global_batch = sharding.to_global(batch, sharding.batch_sharded(self._mesh))
+            sums = self._eval_step(params, global_batch)
+            totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
+        totals = jax.device_get(totals)
+        count = float(totals["count"])
+        scalars = {"val/prec@1": 100.0 * float(totals["correct@1"]) / count}
+        if self._num_classes > 10:
+            scalars["val/prec@5"] = 100.0 * float(totals["correct@5"]) / count
+        scalars["val/loss"] = float(totals["loss"]) / count
+        line = f"eval at step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scalars.items())
+        return scalars, line
+
+
+def build(context: Context) -> Classification:
+    """Every test example, in batches of `config.batch_size`."""
+    return Classification(
+        context.predictor,
+        context.test_images,
+        context.test_labels,
+        batch_size=context.config.batch_size,
+        mesh=context.mesh,
+        every_steps=context.plan.eval_every_steps,
+    )

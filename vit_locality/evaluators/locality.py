@@ -1,0 +1,76 @@
+"""MAD and entropy of every head on the first `analysis.num_images` test images, every
+`analysis.every_epochs` (`plan.analysis_every_steps`): locality.json, plots/ and the
+`locality/...` scalars (docs/locality.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from vit_locality.analysis.results import (
+    analyze_and_write,
+    locality_scalars,
+    write_training_curves,
+)
+from vit_locality.evaluators import Context
+from vit_locality.predict import Predictor
+from vit_locality.workdir import RunDir
+
+
+class Locality:
+    """MAD and entropy of every head on a fixed subset of test images; writes locality.json and
+    the figures (process 0) and redraws the training curves, whose last panel is its own."""
+
+    name = "locality"
+
+    def __init__(
+        self,
+        run_dir: RunDir,
+        predictor: Predictor,
+        images: np.ndarray,
+        *,
+        dataset: str,
+        batch_size: int,
+        mesh: Mesh,
+        every_steps: int,
+    ):
+        self.every_steps = every_steps
+        self._run_dir, self._predictor, self._images = run_dir, predictor, images
+        self._dataset, self._batch_size, self._mesh = dataset, batch_size, mesh
+
+    def run(self, params: Any, step: int) -> tuple[dict[str, float], str]:
+        record = analyze_and_write(
+            self._run_dir,
+            self._predictor,
+            params,
+            self._images,
+            step=step,
+            dataset=self._dataset,
+            mesh=self._mesh,
+            batch_size=self._batch_size,
+        )
+        if jax.process_index() == 0:
+            write_training_curves(self._run_dir)
+        summary = record["summary"]
+        line = (
+            f"locality at step {step}: min MAD first layer {summary['min_mad_first_layer']:.3f}, "
+            f"early {summary['min_mad_early']:.3f}"
+        )
+        return locality_scalars(summary), line
+
+
+def build(context: Context) -> Locality:
+    """The first `config.analysis.num_images` test images."""
+    config = context.config
+    return Locality(
+        context.run_dir,
+        context.predictor,
+        context.test_images[: config.analysis.num_images],
+        dataset=config.dataset,
+        batch_size=config.batch_size,
+        mesh=context.mesh,
+        every_steps=context.plan.analysis_every_steps,
+    )
