@@ -113,7 +113,7 @@ def get_config(
     config.mix.switch_prob = 0.5  # with both alphas > 0: probability of CutMix over Mixup
     config.label_smoothing = 0.0
 
-    # What the loop evaluates on the test split (vit_locality/evaluators.py), comma-separated:
+    # What the loop evaluates on the test split (vit_locality/evaluators/), comma-separated:
     # classification (every eval_every_steps) and locality (every analysis.every_epochs).
     config.evals = "classification,locality"
 

@@ -30,7 +30,7 @@ from etils import epath
 from vit_locality.errors import UserError
 from vit_locality.plan import StepPlan
 
-# The key that marks each evaluator's row in metrics.jsonl (evaluators.py names the evaluators).
+# The key that marks each evaluator's row in metrics.jsonl (vit_locality/evaluators/ names them).
 ROW_KEYS = {"classification": "val/prec@1", "locality": "locality/min_mad_first_layer"}
 
 
