@@ -33,7 +33,7 @@ LABEL_FIELDS = ("seed", "protocol")
 
 
 @dataclasses.dataclass
-class Run:
+class RunResults:
     """What one workdir holds.
 
     Attributes:
@@ -79,7 +79,7 @@ class Group:
     dataset: str
     condition: str
     components: dict[str, dict[str, Any]]
-    runs: list[Run]
+    runs: list[RunResults]
     label: str = ""  # the condition, plus what tells it apart from a namesake group
 
     def values(self, get: Any) -> list[float]:
@@ -103,9 +103,9 @@ def find_runs(paths: Sequence[str | pathlib.Path]) -> list[epath.Path]:
     return list(dict.fromkeys(p if is_remote(p) else p.resolve() for p in found))
 
 
-def load_run(path: epath.Path, name: str) -> Run:
+def load_run(path: epath.Path, name: str) -> RunResults:
     run_dir = RunDir(path)
-    return Run(
+    return RunResults(
         name=name,
         path=path,
         config=run_dir.require_config(),
@@ -115,7 +115,7 @@ def load_run(path: epath.Path, name: str) -> Run:
     )
 
 
-def load_runs(paths: Sequence[str | pathlib.Path]) -> list[Run]:
+def load_runs(paths: Sequence[str | pathlib.Path]) -> list[RunResults]:
     dirs = find_runs(paths)
     names = [d.name for d in dirs]
     return [
@@ -124,7 +124,7 @@ def load_runs(paths: Sequence[str | pathlib.Path]) -> list[Run]:
     ]
 
 
-def group_runs(runs: Iterable[Run]) -> list[Group]:
+def group_runs(runs: Iterable[RunResults]) -> list[Group]:
     """Runs grouped by config minus `LABEL_FIELDS`, in dataset and condition order."""
     by_key: dict[str, Group] = {}
     for run in runs:

@@ -17,7 +17,7 @@ from vit_locality.report.conditions import (
     PAPER_MIN_MAD,
     PAPER_NO_CUTMIX_MIN,
     Group,
-    Run,
+    RunResults,
 )
 
 
@@ -27,7 +27,7 @@ def uniform_mad(grid: tuple[int, int]) -> float:
 
 
 def per_head_figure(
-    runs: list[Run], labels: dict[str, str], metric: str, path: pathlib.Path
+    runs: list[RunResults], labels: dict[str, str], metric: str, path: pathlib.Path
 ) -> bool:
     """One panel per run with locality.json (titled with its name and `labels[name]`, the
     condition): x the layer (from 1), y `metric` of each head (a dot)."""
@@ -103,7 +103,7 @@ def conditions_figure(groups: list[Group], path: pathlib.Path) -> bool:
     return True
 
 
-def curves_figure(runs: list[Run], path: pathlib.Path) -> bool:
+def curves_figure(runs: list[RunResults], path: pathlib.Path) -> bool:
     """`locality/min_mad_first_layer` and `locality/min_mad_early` against the epoch."""
     keys = [
         k
