@@ -56,8 +56,7 @@ def test_a_second_run_on_a_busy_workdir_stops_with_one_line_and_the_first_finish
     assert not (workdir / "lock.json").exists()
 
 
-def test_a_held_lock_is_refused_naming_its_holder_and_released(tmp_path):
-    path = tmp_path / "run" / "lock.json"
+def assert_refused_naming_its_holder_then_released(path) -> None:
     held = WorkdirLock.acquire(path)
     holder = Holder(**json.loads(path.read_text()))
     with pytest.raises(UserError) as error:
@@ -65,6 +64,11 @@ def test_a_held_lock_is_refused_naming_its_holder_and_released(tmp_path):
     assert str(error.value) == busy_line(path, holder)
     held.release()
     assert not path.exists()
+
+
+def test_a_held_lock_is_refused_naming_its_holder_and_released(tmp_path):
+    path = tmp_path / "run" / "lock.json"
+    assert_refused_naming_its_holder_then_released(path)
     WorkdirLock.acquire(path).release()
 
 
@@ -105,11 +109,4 @@ def test_the_holder_beats_while_it_holds(tmp_path, monkeypatch):
 
 def test_a_gcs_workdir_is_locked_too(fake_gcs, monkeypatch):  # noqa: F811
     monkeypatch.setattr(lock, "SETTLE_S", 0.0)
-    path = RunDir(f"{fake_gcs}/runs/a").lock_file
-    held = WorkdirLock.acquire(path)
-    holder = Holder(**json.loads(path.read_text()))
-    with pytest.raises(UserError) as error:
-        WorkdirLock.acquire(path)
-    assert str(error.value) == busy_line(path, holder)
-    held.release()
-    assert not path.exists()
+    assert_refused_naming_its_holder_then_released(RunDir(f"{fake_gcs}/runs/a").lock_file)
