@@ -7,6 +7,9 @@ neither torch nor transformers). Loaded into this project's ViT, the logits, the
 and every layer's attention must match, and so must the eval preprocessing of an odd-sized image.
 """
 
+import importlib.util
+import json
+import re
 from functools import partial
 
 import jax
@@ -163,11 +166,44 @@ def test_an_image_size_off_the_patch_grid_is_one_line():
         at_image_size(load_checkpoint(FIXTURES / "timm_vit"), (36, 36))
 
 
-def test_a_bare_state_dict_is_refused_with_one_line():
-    weights = FIXTURES / "timm_vit" / "model.safetensors"
-    with pytest.raises(UserError) as error:
-        load_checkpoint(weights, "timm")
-    assert (
-        str(error.value)
-        == f"--checkpoint={weights} is not a timm hub folder: it has no config.json"
-    )
+TIMM_FOLDERS = [c[0] for c in CASES if c[1] == "timm"]
+
+
+@pytest.mark.parametrize("name", TIMM_FOLDERS)
+def test_a_bare_state_dict_with_its_timm_name_matches_the_original(tmp_path, name):
+    """model.safetensors alone, with timm's model name from its config.json and the heads (the
+    fixtures are narrower than their names): the same model, transform and outputs."""
+    weights = tmp_path / f"{name}.safetensors"
+    weights.write_bytes((FIXTURES / name / "model.safetensors").read_bytes())
+    arch = json.loads((FIXTURES / name / "config.json").read_text())["architecture"]
+    assert detect_format(weights) == "timm"
+    loaded = load_checkpoint(weights, arch=arch, num_heads=2)
+    folder = load_checkpoint(FIXTURES / name)
+    assert loaded.model == folder.model and loaded.preprocessing == folder.preprocessing
+    want = expected(name)
+    logits, out = run(loaded, want["images"])
+    assert_close(np.stack(out["attention"]), want["attention"], "attention")
+    assert_close(logits, want["logits"], "logits")
+
+
+@pytest.mark.parametrize(
+    "arch, message",
+    [
+        (None, "is a bare state dict: --arch=NAME is required, timm's model name (vit_* or "),
+        ("resnet50", "is a bare state dict: --arch=NAME is required, timm's model name (vit_* "),
+        ("vit_small_patch16_224", "width 16 is not divisible by 6 heads"),  # small: 6 heads
+    ],
+)
+def test_a_bare_state_dict_without_a_fitting_timm_name_is_one_line(tmp_path, arch, message):
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes((FIXTURES / "timm_vit" / "model.safetensors").read_bytes())
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_checkpoint(weights, arch=arch)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is not None, reason="torch installed")
+def test_a_pth_without_torch_is_one_line(tmp_path):
+    weights = tmp_path / "deit.pth"
+    weights.write_bytes(b"not read")
+    with pytest.raises(UserError, match=r"reading a \.pth needs PyTorch \(pip install torch\)"):
+        load_checkpoint(weights, arch="deit_tiny_patch16_224")

@@ -32,7 +32,16 @@ from vit_locality.workdir import RunDir
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (holds config.json, checkpoints/).")
 _CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", None, "A timm or Hugging Face folder, a .npz, or a run directory of this project."
+    "checkpoint",
+    None,
+    "A timm or Hugging Face folder, a bare timm .safetensors / .pth (with --arch), a .npz, or a "
+    "run directory of this project.",
+)
+_ARCH = flags.DEFINE_string(
+    "arch", None, "With a bare timm state dict: timm's model name, e.g. vit_base_patch16_224."
+)
+_NUM_HEADS = flags.DEFINE_integer(
+    "num_heads", None, "With a bare timm state dict: its heads (default: from --arch's name)."
 )
 _FORMAT = flags.DEFINE_string(
     "format", None, "timm, big_vision, hf or project (default: detected)."
@@ -155,6 +164,8 @@ def _analyze_checkpoint() -> dict[str, Any]:
         data_dir=_DATA_DIR.value,
         format=_FORMAT.value,
         gelu=_GELU.value,
+        arch=_ARCH.value,
+        num_heads=_NUM_HEADS.value,
         num_images=_NUM_IMAGES.value,
         batch_size=_BATCH_SIZE.value,
         rollout=_ROLLOUT.value,

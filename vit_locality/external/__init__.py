@@ -28,13 +28,16 @@ def detect_format(path: pathlib.Path) -> str:
     """The format of the checkpoint at `path`, from its files: a folder whose config.json names
     an `architecture` is timm's, one whose config.json names a `model_type` is Hugging Face's, a
     .npz file is big_vision's (or the original ViT code's), a run directory of this project
-    (config.json with `dataset` and `model`) is `project`.
+    (config.json with `dataset` and `model`) is `project`, a bare `.safetensors` or `.pth` state
+    dict is timm's.
 
     Raises:
       UserError: nothing there, or no format recognised.
     """
     if path.suffix == ".npz" and path.is_file():
         return "big_vision"
+    if path.suffix in (".safetensors", ".pth") and path.is_file():
+        return "timm"  # a bare state dict
     config = path / "config.json"
     if path.is_dir() and config.is_file():
         keys = json.loads(config.read_text())
@@ -52,7 +55,12 @@ def detect_format(path: pathlib.Path) -> str:
 
 
 def load_checkpoint(
-    path: str | pathlib.Path, format: str | None = None, *, gelu: str | None = None
+    path: str | pathlib.Path,
+    format: str | None = None,
+    *,
+    gelu: str | None = None,
+    arch: str | None = None,
+    num_heads: int | None = None,
 ) -> Loaded:
     """The checkpoint at `path` as this project's ViT.
 
@@ -61,6 +69,8 @@ def load_checkpoint(
       format: one of LOADERS; None: `detect_format`.
       gelu: "exact" or "tanh" replaces the GELU the format implies (e.g. "exact" for a .npz
         whose weights were trained in PyTorch); None keeps it.
+      arch: timm's model name of a bare timm state dict (`.safetensors`, `.pth`).
+      num_heads: a bare timm state dict's heads, when its name does not say them.
 
     Raises:
       UserError: one line naming the field and what is allowed.
@@ -72,7 +82,16 @@ def load_checkpoint(
         raise UserError(f"--gelu={gelu!r} is not allowed: one of {', '.join(GELUS)}")
     if not path.exists():
         raise UserError(f"--checkpoint={path} does not exist")
-    loaded = LOADERS[format or detect_format(path)](path)
+    format = format or detect_format(path)
+    if format == "timm":
+        loaded = load_timm(path, arch, num_heads)
+    elif arch is not None or num_heads is not None:
+        raise UserError(
+            f"--arch and --num_heads are not allowed with --format={format}: they name a bare "
+            "timm state dict"
+        )
+    else:
+        loaded = LOADERS[format](path)
     if gelu is not None:
         loaded = dataclasses.replace(loaded, model=loaded.model.clone(gelu_approximate=GELUS[gelu]))
     return loaded

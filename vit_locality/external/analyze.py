@@ -57,6 +57,8 @@ def analyze_checkpoint(
     data_dir: str | None = None,
     format: str | None = None,
     gelu: str | None = None,
+    arch: str | None = None,
+    num_heads: int | None = None,
     num_images: int | None = None,
     batch_size: int = 32,
     rollout: str = "mean",
@@ -66,7 +68,8 @@ def analyze_checkpoint(
     `out/plots/`.
 
     Args:
-      checkpoint: a timm hub folder, a Hugging Face folder or a .npz (see `external`).
+      checkpoint: a timm hub folder or bare state dict, a Hugging Face folder, a .npz or a run
+        of this project (see `external`).
       images: a folder of JPEG / PNG images of any size, read in name order; or None and
         `dataset`.
       out: the output folder (created).
@@ -74,6 +77,7 @@ def analyze_checkpoint(
         (`dataset_images`).
       format: "timm", "big_vision", "hf", or None to detect it.
       gelu: "exact" / "tanh" to replace the format's GELU, or None.
+      arch, num_heads: timm's model name (and heads) of a bare timm state dict.
       num_images: the first N images of the folder or split (default: all).
       batch_size: images per jitted pass (rounded up to a multiple of the device count).
       rollout: the head fusion of attention rollout: "mean", "max" or "min".
@@ -94,7 +98,7 @@ def analyze_checkpoint(
         raise UserError(
             f"--rollout={rollout!r} is not allowed: one of {', '.join(ROLLOUT_FUSIONS)}"
         )
-    loaded = load_checkpoint(checkpoint, format, gelu=gelu)
+    loaded = load_checkpoint(checkpoint, format, gelu=gelu, arch=arch, num_heads=num_heads)
     prep = loaded.preprocessing.with_overrides(**preprocessing)
     loaded = at_image_size(loaded, prep.image_size)
     if (images is None) == (dataset is None):

@@ -1,4 +1,5 @@
-"""timm ViTs (`vit_*`, `deit_*`, distilled ones included) from a hub folder, without torch.
+"""timm ViTs (`vit_*`, `deit_*`, distilled ones included) from a hub folder or a bare state
+dict, without torch (except to read a `.pth`).
 
 A hub folder is what `timm.models.push_to_hf_hub` / `save_for_hf` writes: `config.json`
 (`architecture`, `model_args`, `pretrained_cfg`) and `model.safetensors`, the state dict of
@@ -10,11 +11,20 @@ from `blocks.i.ls1.gamma`, the LayerNorm after the pooling from `fc_norm`, the h
 shape shows) from `model_args.num_heads` or width / 64. timm's ViTs use exact GELU and
 LayerNorm eps 1e-6. Weights the ViT has no place for (e.g. `norm_pre`, `attn_pool`, `q_norm`)
 are refused with one line rather than ignored.
+
+A bare state dict (`model.safetensors`, or a `.pth` read with torch) comes with timm's model name
+(`--arch`), which stands in for config.json: the heads from its size word (tiny 3, small 6,
+medium 8, base 12, larger 16) unless given, average pooling without a class token, with
+`fc_norm` or with `_gap` in the name, the input size from the position embedding (a square
+grid), and the eval transform of timm's defaults for the family (`vit_*`: mean and std 0.5,
+`deit_*`: ImageNet's; crop 0.9, bicubic); a checkpoint tagged otherwise needs `--mean`, `--std`
+or `--resize`.
 """
 
 from __future__ import annotations
 
 import pathlib
+import re
 
 import numpy as np
 
@@ -35,24 +45,91 @@ from vit_locality.external.preprocess import timm_preprocessing
 from vit_locality.models import ViT
 
 POOLS = {"token": "cls", "avg": "gap"}
+SIZE_HEADS = {"tiny": 3, "small": 6, "medium": 8, "base": 12, "large": 16, "huge": 16, "giant": 16}
+FAMILY_NORMALIZATION = {  # timm's default mean and std per family (vision_transformer, deit _cfg)
+    "vit": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "deit": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
 
 
-def load_timm(folder: pathlib.Path) -> Loaded:
-    """The timm ViT in hub folder `folder` (config.json + model.safetensors).
+def load_timm(path: pathlib.Path, arch: str | None = None, num_heads: int | None = None) -> Loaded:
+    """The timm ViT in hub folder `path` (config.json + model.safetensors), or in the bare state
+    dict `path` of timm model `arch` (`num_heads` overrides the heads its name implies).
 
     Raises:
-      UserError: a file is missing, the pooling is not "token" or "avg", or the weights hold
-        parts this ViT does not have.
+      UserError: a file is missing, a bare state dict without `arch`, the pooling is not
+        "token" or "avg", or the weights hold parts this ViT does not have.
     """
-    config = read_config(folder, "a timm hub")
-    weights = folder / "model.safetensors"
+    if path.is_file():
+        return _load_state_dict(path, arch, num_heads)
+    config = read_config(path, "a timm hub")
+    weights = path / "model.safetensors"
     if not weights.is_file():
-        raise UserError(f"{folder} has no model.safetensors (timm hub folders hold one)")
-    arrays = Arrays(read_safetensors(weights), str(weights))
+        raise UserError(f"{path} has no model.safetensors (timm hub folders hold one)")
+    return _load(Arrays(read_safetensors(weights), str(weights)), config, path)
+
+
+def _load_state_dict(path: pathlib.Path, arch: str | None, num_heads: int | None) -> Loaded:
+    """A bare state dict with timm's model name standing in for its config.json."""
+    family = (arch or "").split("_")[0]
+    if family not in FAMILY_NORMALIZATION:
+        raise UserError(
+            f"--checkpoint={path} is a bare state dict: --arch=NAME is required, timm's model "
+            "name (vit_* or deit_*, e.g. vit_base_patch16_224)"
+        )
+    arrays = Arrays(_read_state_dict(path), str(path))
+    width, _, patch, _ = arrays.shape("patch_embed.proj.weight")
+    positions = arrays.shape("pos_embed")[1]
+    prefix = sum(arrays.shape(t)[1] for t in ("cls_token", "dist_token") if t in arrays)
+    side = next(
+        (round(n**0.5) for n in (positions - prefix, positions) if round(n**0.5) ** 2 == n), None
+    )
+    if side is None:
+        raise UserError(f"{path}: pos_embed's {positions} positions are not a square grid")
+    size_word = next((w for w in re.split(r"[_\d]+", arch) if w in SIZE_HEADS), None)
+    mean, std = FAMILY_NORMALIZATION[family]
+    gap = "cls_token" not in arrays or "fc_norm.weight" in arrays or "_gap" in arch
+    config = {
+        "architecture": arch,
+        "global_pool": "avg" if gap else "token",
+        "model_args": {"num_heads": num_heads or SIZE_HEADS.get(size_word)},
+        "pretrained_cfg": {
+            "input_size": [3, side * patch, side * patch],
+            "crop_pct": 0.9,
+            "interpolation": "bicubic",
+            "mean": mean,
+            "std": std,
+        },
+    }
+    return _load(arrays, config, path)
+
+
+def _read_state_dict(path: pathlib.Path) -> dict[str, np.ndarray]:
+    """name -> float32 array of a `.safetensors` file, or of a `.pth` (read with torch; a
+    checkpoint that wraps the state dict in "model" or "state_dict" is unwrapped)."""
+    if path.suffix != ".pth":
+        return read_safetensors(path)
+    try:
+        import torch
+    except ImportError:
+        raise UserError(
+            f"--checkpoint={path}: reading a .pth needs PyTorch (pip install torch), or save it "
+            "as .safetensors"
+        ) from None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("model", "state_dict"):
+        if isinstance(state.get(key), dict):
+            state = state[key]
+    return {name: tensor.float().numpy() for name, tensor in state.items()}
+
+
+def _load(arrays: Arrays, config: dict, where: pathlib.Path) -> Loaded:
+    """The ViT of timm's state dict `arrays`, shaped by a hub config.json's fields."""
+    weights = arrays.source
     model_args = config.get("model_args", {})
     pool = config.get("global_pool", model_args.get("global_pool", "token"))
     if pool not in POOLS:
-        raise UserError(f"{folder}: global_pool={pool!r} is not supported: one of token, avg")
+        raise UserError(f"{where}: global_pool={pool!r} is not supported: one of token, avg")
 
     width, _, patch, _ = arrays.shape("patch_embed.proj.weight")
     heads = heads_of(width, model_args.get("num_heads"))
@@ -102,7 +179,7 @@ def load_timm(folder: pathlib.Path) -> Loaded:
         if f"{head}.weight" in arrays:
             params[head] = torch_dense(arrays.take(f"{head}.weight"), arrays.take(f"{head}.bias"))
     arrays.refuse_unread(f"timm {config.get('architecture', 'ViT')}")
-    name = f"timm {config.get('architecture', '?')} ({folder})"
+    name = f"timm {config.get('architecture', '?')} ({where})"
     return checked(
         Loaded(
             model, params, timm_preprocessing(config["pretrained_cfg"]), image_size, "timm", name
