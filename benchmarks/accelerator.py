@@ -404,6 +404,11 @@ def stage(visit: Visit, sizes: dict, name: str, function, *args):
     except NoTime:
         status = "no time left"
         return None
+    except Stopped:
+        raise
+    except Exception as e:  # a stage that breaks does not take the later ones with it
+        status = f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        return None
     finally:
         seconds = round(time.monotonic() - began, 1)
         visit.row({"name": "stage", "stage": name, "status": status, "seconds": seconds})
@@ -428,7 +433,7 @@ def main(argv: list[str]) -> int:
                   file=sys.stderr)  # fmt: skip
             return 2
     sizes = TINY if args.tiny else FULL
-    visit = Visit(pathlib.Path(args.out), args.budget_s, argv)
+    visit = Visit(pathlib.Path(args.out).resolve(), args.budget_s, argv)
     signal.signal(signal.SIGTERM, stop)
     try:
         stage(visit, sizes, "env", environment)

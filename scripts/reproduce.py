@@ -234,7 +234,9 @@ class Reproduction:
             "wall_s": round(time.monotonic() - self.began, 1),
             "runs": self.records,
         }
-        (self.out / "reproduce.json").write_text(json.dumps(record, indent=2) + "\n")
+        partial = self.out / "reproduce.json.partial"  # a kill never leaves half a file
+        partial.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(partial, self.out / "reproduce.json")
         if self.args.archive:
             archive(self.out, pathlib.Path(self.args.archive))
 

@@ -10,6 +10,7 @@ and every layer's attention must match, and so must the eval preprocessing of an
 import importlib.util
 import json
 import re
+import shutil
 from functools import partial
 
 import jax
@@ -207,3 +208,27 @@ def test_a_pth_without_torch_is_one_line(tmp_path):
     weights.write_bytes(b"not read")
     with pytest.raises(UserError, match=r"reading a \.pth needs PyTorch \(pip install torch\)"):
         load_checkpoint(weights, arch="deit_tiny_patch16_224")
+
+
+def test_a_hub_folder_without_model_args_takes_the_heads_its_name_says(tmp_path):
+    """Official timm hub folders have no model_args: `vit_tiny_*` means 3 heads (width 16 does
+    not split into 3), not width / 64."""
+    folder = tmp_path / "timm_vit"
+    shutil.copytree(FIXTURES / "timm_vit", folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["model_args"]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match=r"^width 16 is not divisible by 3 heads$"):
+        load_checkpoint(folder)
+
+
+def test_a_legacy_hugging_face_size_is_a_square(tmp_path):
+    """preprocessor_config.json of older checkpoints (google/vit-base-patch16-224): "size": 224."""
+    folder = tmp_path / "hf_vit_classifier"
+    shutil.copytree(FIXTURES / "hf_vit_classifier", folder)
+    config = json.loads((folder / "preprocessor_config.json").read_text())
+    side = config["size"]["height"]
+    assert config["size"] == {"height": side, "width": side}
+    (folder / "preprocessor_config.json").write_text(json.dumps({**config, "size": side}))
+    legacy = load_checkpoint(folder).preprocessing
+    assert legacy == load_checkpoint(FIXTURES / "hf_vit_classifier").preprocessing

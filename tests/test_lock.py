@@ -3,6 +3,7 @@ naming the holder (real processes), and a holder that is gone does not block (sa
 pid; another host: its heartbeat), on a local and on a gs:// workdir."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -81,6 +82,21 @@ def test_the_lock_of_a_process_that_is_gone_is_taken_over_with_one_line(tmp_path
         f"warning: {path} was held by {gone.host} pid {gone.pid} since {gone.since}, which is "
         "gone; taking it over\n"
     )
+
+
+@pytest.mark.parametrize(
+    "pid, beat_age_s",
+    [
+        (os.getpid(), 0),  # a container restarted on this host: its killed predecessor's pid
+        (os.getppid(), 2 * lock.STALE_AFTER_S),  # a pid alive again, a heartbeat long stopped
+    ],
+)
+def test_a_lock_on_this_host_is_stale_without_its_holder(tmp_path, capsys, pid, beat_age_s):
+    path = tmp_path / "lock.json"
+    beat = lock._iso(time.time() - beat_age_s)
+    path.write_text(Holder(socket.gethostname(), pid, beat, beat).to_json())
+    WorkdirLock.acquire(path).release()
+    assert capsys.readouterr().err.endswith("which is gone; taking it over\n")
 
 
 def test_another_hosts_lock_holds_while_its_heartbeat_is_recent(tmp_path):

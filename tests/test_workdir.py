@@ -161,3 +161,16 @@ def test_a_gcs_workdir_without_the_libraries_that_reach_it_is_refused(monkeypatc
         "workdir gs://bucket/run: reaching GCS needs TensorFlow or gcsfs, and neither is "
         "installed: pip install gcsfs"
     )
+
+
+def test_a_last_row_cut_short_by_a_full_disk_is_left_out(tmp_path):
+    """The disk filled up in the middle of a row: the rows before it are read (a rerun rewrites
+    the file from them), and a broken row anywhere else is still an error."""
+    run_dir = RunDir(tmp_path)
+    rows = [{"step": 1, "train/loss": 2.5}, {"step": 2, "train/loss": 2.25}]
+    whole = "".join(json.dumps(r) + "\n" for r in rows)
+    run_dir.metrics_file.write_text(whole + '{"step": 3, "train/lo')
+    assert run_dir.read_metrics() == rows
+    run_dir.metrics_file.write_text('{"step": 0, "tr\n' + whole)
+    with pytest.raises(json.JSONDecodeError):
+        run_dir.read_metrics()

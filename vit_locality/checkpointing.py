@@ -3,12 +3,13 @@
 A step directory is written asynchronously and only counts once orbax has committed it, so a
 process killed mid-save leaves the previous checkpoint as the latest one (its half-written
 `<step>.orbax-checkpoint-tmp*` directory is never restored, and the next save of that step
-replaces it). A checkpoint that cannot be read (tensorstore cannot decode it, or it decodes to
-non-finite numbers, which are never saved) raises `UnreadableCheckpoint`, one line naming its
-step; `set_aside` moves it out of orbax's sight. A save that fails raises `UserError` with one
-line saying what to do. A save is not started when the disk has less room than the state's
-bytes; one that fails later, in orbax's background threads (the disk filled up meanwhile),
-surfaces at the next `save`, `wait` or `close`.
+replaces it). A checkpoint whose bytes are bad (tensorstore cannot decode them, or they decode
+to non-finite numbers, which are never saved) raises `UnreadableCheckpoint`, one line naming its
+step; `set_aside` moves it out of orbax's sight. One that cannot be read for another reason
+(I/O, the network, memory) raises `UserError` and is left as it is. A save that fails raises
+`UserError` with one line saying what to do. A save is not started when the disk has less room
+than the state's bytes; one that fails later, in orbax's background threads (the disk filled up
+meanwhile), surfaces at the next `save`, `wait` or `close`.
 """
 
 from __future__ import annotations
@@ -124,17 +125,27 @@ class Checkpointer:
                 ),
             )
         except Exception as e:  # tensorstore raises a bare Exception on undecodable data
-            reason = first_line(e).split(" See full TensorStore details")[0]
+            reason = _reason(e)
+            if not _is_corruption(e):  # I/O, the network, memory: the checkpoint may be fine
+                path = self._directory / str(step)
+                raise UserError(
+                    f"checkpoint {path} cannot be restored ({reason}); it is left as it is: "
+                    "run again once that is fixed"
+                ) from e
             raise self._unreadable(step, reason) from e
         if not _all_finite(restored.state):
             raise self._unreadable(step, "it holds non-finite numbers, which are never saved")
         return restored.state, restored.meta
 
     def set_aside(self, step: int) -> epath.Path:
-        """Renames the unreadable checkpoint `step` to `<step>.corrupt` (out of orbax's sight,
-        so the step can be saved again); returns the new path. Process 0 calls it."""
+        """Renames the unreadable checkpoint `step` to `<step>.corrupt` (`<step>.corrupt.N` when
+        that exists: out of orbax's sight, so the step can be saved again); returns the new
+        path. Process 0 calls it."""
         path = self._directory / str(step)
         aside = path.with_name(f"{step}.corrupt")
+        n = 1
+        while aside.exists():
+            aside, n = path.with_name(f"{step}.corrupt.{n}"), n + 1
         path.rename(aside)
         return aside
 
@@ -190,6 +201,32 @@ class Checkpointer:
     def _kept(self) -> str:
         kept = self._manager.latest_step()
         return f"the last committed one (step {kept}) is kept" if kept else "none is committed yet"
+
+
+# What tensorstore's errors say when a checkpoint's bytes are bad (not when reading them failed).
+_CORRUPTION_MARKERS = ("DATA_LOSS", "decompress", "checksum", "corrupt")
+
+
+def _chain(e: BaseException) -> list[BaseException]:
+    """`e` and the exceptions it was raised from."""
+    chain = [e]
+    while (e := e.__cause__ or e.__context__) is not None and e not in chain:
+        chain.append(e)
+    return chain
+
+
+def _reason(e: BaseException) -> str:
+    """The first line of the innermost error with a message: tensorstore's status, not its
+    wrapper's "Encountered error while reading" and its spec dump."""
+    messages = [first_line(x) for x in _chain(e) if str(x)]
+    return (messages[-1] if messages else type(e).__name__).split(" See full TensorStore")[0]
+
+
+def _is_corruption(e: BaseException) -> bool:
+    """Whether restoring failed on the checkpoint's bytes (they cannot be decoded), as opposed
+    to reading them (I/O, permissions, the network, memory)."""
+    text = " ".join(str(x) for x in _chain(e)).lower()
+    return any(marker.lower() in text for marker in _CORRUPTION_MARKERS)
 
 
 def _all_finite(tree: Any) -> bool:

@@ -3,8 +3,8 @@
 The file says who holds the workdir: `{"host", "pid", "since", "heartbeat"}` (times in UTC, ISO
 8601). The holder rewrites `heartbeat` every `HEARTBEAT_S` seconds from a daemon thread and
 removes the file when it ends. A lock is stale, and taken over with one line on stderr, when its
-holder is gone: on the same host, when its pid is no longer alive; from another host (a shared
-filesystem or a bucket), when its heartbeat is older than `STALE_AFTER_S` seconds.
+heartbeat is older than `STALE_AFTER_S` seconds, or, on the same host, when its pid is no longer
+alive or is this process's own.
 
 A local lock is created with `O_CREAT | O_EXCL`, so of two runs started at once exactly one gets
 it. A bucket has no exclusive create: there the lock is written, then read back after
@@ -30,6 +30,7 @@ from vit_locality.workdir import is_remote
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 300.0
 SETTLE_S = 2.0
+_HELD: set[str] = set()  # the lock files this process holds
 
 
 def _iso(seconds: float) -> str:
@@ -57,19 +58,31 @@ class Holder:
         now = _now()
         return cls(socket.gethostname(), os.getpid(), now, now)
 
-    def is_alive(self) -> bool:
-        """Whether the holder may still be running: its pid lives (same host), or its heartbeat
-        is recent (another host)."""
+    def is_alive(self, held_here: bool) -> bool:
+        """Whether the holder may still be running: its heartbeat is recent and, on this host,
+        its pid lives; when that pid is this process's, only if this process holds the lock
+        (`held_here`): a container restarted on the same host gets the pid of its killed
+        predecessor."""
+        if self.heartbeat_age_s() >= STALE_AFTER_S:
+            return False
         if self.host == socket.gethostname() and self.pid > 0:
+            if self.pid == os.getpid():
+                return held_here
             try:
                 os.kill(self.pid, 0)
             except ProcessLookupError:
                 return False
             except PermissionError:  # alive, another user's
                 return True
-            return True
-        age = time.time() - datetime.datetime.fromisoformat(self.heartbeat).timestamp()
-        return age < STALE_AFTER_S
+        return True
+
+    def heartbeat_age_s(self) -> float:
+        """Seconds since the last heartbeat (infinite when it cannot be read)."""
+        try:
+            beat = datetime.datetime.fromisoformat(self.heartbeat).timestamp()
+        except ValueError:
+            return float("inf")
+        return time.time() - beat
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self)) + "\n"
@@ -93,11 +106,12 @@ class WorkdirLock:
         holder = Holder.this_process()
         for _ in range(2):  # the second try follows a stale lock's removal
             if _create(path, holder.to_json()):
+                _HELD.add(str(path))
                 return cls(path, holder)
             current = _read(path)
             if current is None:  # removed between the two calls: try again
                 continue
-            if current.is_alive():
+            if current.is_alive(held_here=str(path) in _HELD):
                 raise UserError(
                     f"workdir {path.parent} is in use by {current.host} pid {current.pid} since "
                     f"{current.since} ({path}); wait for it to end, or use another --workdir"
@@ -115,15 +129,24 @@ class WorkdirLock:
         """Stops the heartbeat and removes the lock file if it still names this process."""
         self._stop.set()
         self._beating.join()
+        _HELD.discard(str(self._path))
         if _read(self._path) == self._holder:
             self._path.unlink(missing_ok=True)
 
     def _beat(self) -> None:
+        """Every HEARTBEAT_S, the lock file anew with the time; a write that fails (a full disk,
+        the network) is skipped, and the beat stops when the file no longer names this run."""
         while not self._stop.wait(HEARTBEAT_S):
-            self._holder = dataclasses.replace(self._holder, heartbeat=_now())
-            partial = self._path.with_name(f"{self._path.name}.{self._holder.pid}.tmp")
-            partial.write_text(self._holder.to_json())
-            partial.replace(self._path)  # a reader never sees half a file
+            if _read(self._path) != self._holder:
+                return
+            beat = dataclasses.replace(self._holder, heartbeat=_now())
+            partial = self._path.with_name(f"{self._path.name}.{beat.pid}.tmp")
+            try:
+                partial.write_text(beat.to_json())
+                partial.replace(self._path)  # a reader never sees half a file
+            except OSError:
+                continue
+            self._holder = beat
 
 
 def _create(path: epath.Path, text: str) -> bool:

@@ -81,11 +81,16 @@ class RunDir:
         return StepPlan(**_read_json(self.plan_file))
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        """Every row of metrics.jsonl, in order (an empty list when there is none)."""
+        """Every row of metrics.jsonl, in order (an empty list when there is none). A last line
+        cut short (a disk that filled up mid-write) is left out; it is rewritten on resume."""
         if not self.metrics_file.is_file():
             return []
-        lines = self.metrics_file.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        lines = [line for line in self.metrics_file.read_text().splitlines() if line.strip()]
+        rows = [json.loads(line) for line in lines[:-1]]
+        try:
+            return rows + [json.loads(line) for line in lines[-1:]]
+        except json.JSONDecodeError:
+            return rows
 
     def read_locality(self) -> dict[str, Any] | None:
         return _read_json(self.locality_file) if self.locality_file.is_file() else None

@@ -155,10 +155,12 @@ _PIL_CODES = {int(v): k for k, v in INTERPOLATIONS.items()}
 
 def hf_preprocessing(config: dict) -> Preprocessing:
     """A Hugging Face (slow, PIL) image processor's eval steps from preprocessor_config.json:
-    `size` ({height, width} or {shortest_edge}), `resample` (a PIL code), `do_center_crop` with
-    `crop_size`, `image_mean`, `image_std`."""
+    `size` ({height, width}, {shortest_edge}, or a number: a square), `resample` (a PIL code),
+    `do_center_crop` with `crop_size`, `image_mean`, `image_std`."""
 
-    def size_of(entry: dict) -> tuple[int, int] | int:
+    def size_of(entry: dict | int) -> tuple[int, int] | int:
+        if isinstance(entry, int):  # the legacy form ("size": 224): a square
+            return (entry, entry)
         if "height" in entry:
             return (entry["height"], entry["width"])
         return entry["shortest_edge"]

@@ -8,9 +8,9 @@ structure is read off the weights: the patch size and width from `patch_embed.pr
 [D, C, P, P], the depth from `blocks.i`, the prefix tokens from `cls_token`, `dist_token`,
 `reg_token` [1, R, D], whether the position embedding covers them from its length, layer scale
 from `blocks.i.ls1.gamma`, the LayerNorm after the pooling from `fc_norm`, the heads (which no
-shape shows) from `model_args.num_heads` or width / 64. timm's ViTs use exact GELU and
-LayerNorm eps 1e-6. Weights the ViT has no place for (e.g. `norm_pre`, `attn_pool`, `q_norm`)
-are refused with one line rather than ignored.
+shape shows) from `model_args.num_heads`, else the model name's size word, else width / 64.
+timm's ViTs use exact GELU and LayerNorm eps 1e-6. Weights the ViT has no place for (e.g.
+`norm_pre`, `attn_pool`, `q_norm`) are refused with one line rather than ignored.
 
 A bare state dict (`model.safetensors`, or a `.pth` read with torch) comes with timm's model name
 (`--arch`), which stands in for config.json: the heads from its size word (tiny 3, small 6,
@@ -86,13 +86,12 @@ def _load_state_dict(path: pathlib.Path, arch: str | None, num_heads: int | None
     )
     if side is None:
         raise UserError(f"{path}: pos_embed's {positions} positions are not a square grid")
-    size_word = next((w for w in re.split(r"[_\d]+", arch) if w in SIZE_HEADS), None)
     mean, std = FAMILY_NORMALIZATION[family]
     gap = "cls_token" not in arrays or "fc_norm.weight" in arrays or "_gap" in arch
     config = {
         "architecture": arch,
         "global_pool": "avg" if gap else "token",
-        "model_args": {"num_heads": num_heads or SIZE_HEADS.get(size_word)},
+        "model_args": {"num_heads": num_heads},
         "pretrained_cfg": {
             "input_size": [3, side * patch, side * patch],
             "crop_pct": 0.9,
@@ -102,6 +101,13 @@ def _load_state_dict(path: pathlib.Path, arch: str | None, num_heads: int | None
         },
     }
     return _load(arrays, config, path)
+
+
+def _named_heads(arch: str) -> int | None:
+    """The heads timm's model name implies by its size word (`vit_huge_patch14_224`: 16), or
+    None; official hub folders' config.json has no `model_args` to say them."""
+    words = re.split(r"[_\d]+", arch)
+    return next((SIZE_HEADS[w] for w in words if w in SIZE_HEADS), None)
 
 
 def _read_state_dict(path: pathlib.Path) -> dict[str, np.ndarray]:
@@ -132,7 +138,7 @@ def _load(arrays: Arrays, config: dict, where: pathlib.Path) -> Loaded:
         raise UserError(f"{where}: global_pool={pool!r} is not supported: one of token, avg")
 
     width, _, patch, _ = arrays.shape("patch_embed.proj.weight")
-    heads = heads_of(width, model_args.get("num_heads"))
+    heads = heads_of(width, model_args.get("num_heads") or _named_heads(config["architecture"]))
     depth = sum(1 for n in arrays.names() if n.endswith(".norm1.weight"))
     registers = arrays.shape("reg_token")[1] if "reg_token" in arrays else 0
     tokens = {"cls": "cls_token", "dist": "dist_token", "reg": "reg_token"}
