@@ -85,14 +85,15 @@ def test_the_lock_of_a_process_that_is_gone_is_taken_over_with_one_line(tmp_path
 
 
 @pytest.mark.parametrize(
-    "pid, beat_age_s",
+    "whose, beat_age_s",
     [
-        (os.getpid(), 0),  # a container restarted on this host: its killed predecessor's pid
-        (os.getppid(), 2 * lock.STALE_AFTER_S),  # a pid alive again, a heartbeat long stopped
+        ("this process's", 0),  # a container restarted on this host: its killed predecessor's pid
+        ("a live process's", 2 * lock.STALE_AFTER_S),  # a pid alive, a heartbeat long stopped
     ],
 )
-def test_a_lock_on_this_host_is_stale_without_its_holder(tmp_path, capsys, pid, beat_age_s):
+def test_a_lock_on_this_host_is_stale_without_its_holder(tmp_path, capsys, whose, beat_age_s):
     path = tmp_path / "lock.json"
+    pid = os.getpid() if whose == "this process's" else os.getppid()
     beat = lock._iso(time.time() - beat_age_s)
     path.write_text(Holder(socket.gethostname(), pid, beat, beat).to_json())
     WorkdirLock.acquire(path).release()
