@@ -336,6 +336,8 @@ def percent(value: float | None) -> str:
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """`vit_locality.report.tables.table`'s Markdown; that package imports JAX, which this
+    process must not hold while its children use the accelerator."""
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
