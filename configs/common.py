@@ -113,20 +113,27 @@ def get_config(
     config.mix.switch_prob = 0.5  # with both alphas > 0: probability of CutMix over Mixup
     config.label_smoothing = 0.0
 
-    # What the loop evaluates on the test split (vit_locality/evaluators/), comma-separated:
-    # classification (every eval_every_steps) and locality (every analysis.every_epochs).
-    config.evals = "classification,locality"
+    # Bookkeeping.
+    config.log_every_steps = 50
+    config.eval_every_steps = config_dict.placeholder(int)  # accuracy; default: once per epoch
+    config.ckpt_every_steps = 1000
+    config.kept_checkpoints = 3
 
     # Locality analysis (MAD, entropy) of the first `num_images` test images.
     config.analysis = ml_collections.ConfigDict()
     config.analysis.num_images = 1000
     config.analysis.every_epochs = 10.0
 
-    # Bookkeeping.
-    config.log_every_steps = 50
-    config.eval_every_steps = config_dict.placeholder(int)  # default: once per epoch
-    config.ckpt_every_steps = 1000
-    config.kept_checkpoints = 3
+    # What the loop evaluates on the test split, as big_vision configures it: `evals.<name>` holds
+    # the options of vit_locality/evaluators/<type>.py (`type` defaults to the name); each runs
+    # at its period and at the final step. Delete an entry to skip it. The options below are
+    # references: `eval_every_steps` and `analysis.*` are the same fields under short names.
+    config.evals = ml_collections.ConfigDict()
+    config.evals.classification = dict(every_steps=config.get_ref("eval_every_steps"))
+    config.evals.locality = dict(
+        num_images=config.analysis.get_ref("num_images"),
+        every_epochs=config.analysis.get_ref("every_epochs"),
+    )
 
     if args.smoke:
         config.model.width = 64

@@ -53,6 +53,8 @@ def tiny_config(total_steps: int, **overrides):
         eval_every_steps=total_steps,
     )
     config.analysis.num_images = 16
+    if isinstance(overrides.get("evals"), str):  # as a config file from before evals were dicts
+        del config.evals
     config.update(overrides)
     return config
 

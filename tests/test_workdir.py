@@ -5,6 +5,7 @@ memory)."""
 import dataclasses
 import importlib.util
 import json
+import shutil
 import sys
 
 import fsspec
@@ -21,6 +22,7 @@ from vit_locality.analysis.results import (
     write_training_curves,
 )
 from vit_locality.errors import ConfigError, UserError
+from vit_locality.evaluators import period_steps
 from vit_locality.metrics import MetricWriter
 from vit_locality.plan import StepPlan
 from vit_locality.report import write_report
@@ -36,18 +38,17 @@ def test_step_plan_of_a_config():
     config.total_steps, config.total_epochs = None, 2.0
     # 5,085 training images in batches of 64: 79 full batches per epoch
     assert StepPlan.from_config(config, 5085) == StepPlan(
-        steps_per_epoch=79,
-        total_steps=158,
-        warmup_steps=40,
-        eval_every_steps=79,
-        analysis_every_steps=round(config.analysis.every_epochs * 79),
+        steps_per_epoch=79, total_steps=158, warmup_steps=40
     )
+    assert period_steps(config.evals.classification, 79) == 79
+    assert period_steps(config.evals.locality, 79) == round(config.analysis.every_epochs * 79)
 
 
 @pytest.mark.skipif(not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="no CIFAR-10")
 def test_a_run_without_the_locality_evaluator(tmp_path):
     run_dir = RunDir(tmp_path / "run")
-    config = tiny_config(4, evals="classification")
+    config = tiny_config(4)
+    del config.evals.locality
     result = train.train_and_evaluate(config, str(run_dir.path))
     assert json.loads(run_dir.plan_file.read_text()) == dataclasses.asdict(
         StepPlan.from_config(config, 5085)
@@ -63,7 +64,9 @@ def test_a_run_without_the_locality_evaluator(tmp_path):
 @pytest.mark.skipif(not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="no CIFAR-10")
 def test_a_run_with_the_locality_evaluator_only_is_finished_by_its_last_train_row(tmp_path):
     run_dir = RunDir(tmp_path / "run")
-    train.train_and_evaluate(tiny_config(4, evals="locality"), str(run_dir.path))
+    config = tiny_config(4)
+    del config.evals.classification
+    train.train_and_evaluate(config, str(run_dir.path))
     rows = run_dir.read_metrics()
     assert not any("val/prec@1" in row for row in rows)
     assert run_dir.read_locality()["step"] == 4
@@ -80,6 +83,93 @@ def test_evals_must_name_known_evaluators_once(evals):
         f"config.evals={evals!r} is not allowed: a comma-separated subset of classification, "
         "locality"
     )
+
+
+@pytest.mark.skipif(not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="no CIFAR-10")
+def test_a_workdir_saved_before_evaluators_were_dicts_resumes_and_reports(tmp_path):
+    """config.json with the comma-separated `evals` string and plan.json with the evaluators'
+    periods, as runs wrote them before: the run resumes under today's config, ends finished
+    with both evaluators' rows, and reports."""
+    run_dir = RunDir(tmp_path / "run")
+    config = tiny_config(4, ckpt_every_steps=2)
+    train.train_and_evaluate(config, str(run_dir.path))
+    saved = run_dir.read_config()
+    del saved["evals"]
+    run_dir.config_file.write_text(json.dumps(saved | {"evals": "classification,locality"}))
+    old_plan = json.loads(run_dir.plan_file.read_text())
+    old_plan |= {"eval_every_steps": 4, "analysis_every_steps": 4}
+    run_dir.plan_file.write_text(json.dumps(old_plan))
+    assert run_dir.is_finished()
+    # Cut back to a kill after checkpoint 2: its rows up to step 2 stay, checkpoint 4 is gone.
+    rows = [r for r in run_dir.read_metrics() if r["step"] <= 2]
+    run_dir.metrics_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    shutil.rmtree(run_dir.checkpoints_dir / "4")
+    assert not run_dir.is_finished()
+
+    result = train.train_and_evaluate(config, str(run_dir.path))
+    assert result["step"] == 4 and "val/prec@1" in result
+    assert "locality/min_mad_first_layer" in result
+    assert run_dir.is_finished() and run_dir.read_locality()["step"] == 4
+    assert (write_report([run_dir.path], tmp_path / "report")).is_file()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda e: [delattr(e, name) for name in list(e)],
+            "config.evals={} is not allowed: at least one of classification, locality",
+        ),
+        (
+            lambda e: e.update(accuracy={}),
+            "config.evals.accuracy.type='accuracy' is not allowed: one of 'classification', "
+            "'locality' (the default is the name)",
+        ),
+        (
+            lambda e: e.update(more=dict(type="locality", num_images=8)),
+            "config.evals.more.type='locality' is not allowed: not the type of evals.locality "
+            "again",
+        ),
+        (
+            lambda e: e.classification.update(num_images=8),
+            "config.evals.classification.num_images=8 is not allowed: an option of "
+            "classification: every_steps, every_epochs",
+        ),
+        (
+            lambda e: e.locality.update(every_epochs=0.0),
+            "config.evals.locality.every_epochs=0.0 is not allowed: a positive finite number",
+        ),
+    ],
+)
+def test_each_evaluator_is_a_known_type_once_with_its_own_options(change, message):
+    config = tiny_config(4)
+    change(config.evals)
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, num_devices=1)
+    assert str(error.value) == message
+
+
+def test_a_locality_evaluator_needs_its_number_of_images():
+    config = tiny_config(4)
+    del config.evals.locality
+    config.evals.analysis = dict(type="locality", every_steps=2)
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, num_devices=1)
+    assert str(error.value) == (
+        "config.evals.analysis.num_images=None is not allowed: set for a locality evaluator"
+    )
+
+
+def test_the_short_names_are_the_evaluators_options():
+    """`eval_every_steps` and `analysis.*` (what sweeps and the command line set) are the
+    evaluators' options, not copies of them."""
+    config = tiny_config(4)
+    config.update({"eval_every_steps": 3})
+    config.analysis.every_epochs = 0.5
+    assert config.evals.classification.every_steps == 3
+    assert config.evals.locality.every_epochs == 0.5
+    config.evals.locality.num_images = 7
+    assert config.analysis.num_images == 7
 
 
 class _FakeGcs(MemoryFileSystem):

@@ -1,4 +1,4 @@
-"""The run's step plan: how many steps an epoch, the run, its warmup and its periods take.
+"""The run's step plan: how many steps an epoch, the run and its warmup take.
 
 Every input pipeline and the schedule count epochs the same way: an epoch is
 `steps_per_epoch(N, global_batch_size)` full global batches (the last partial batch is dropped),
@@ -26,8 +26,6 @@ class StepPlan:
     steps_per_epoch: int  # full global batches per epoch (the remainder is dropped)
     total_steps: int
     warmup_steps: int
-    eval_every_steps: int
-    analysis_every_steps: int
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, num_train: int) -> StepPlan:
@@ -45,5 +43,9 @@ class StepPlan:
                 f"config.warmup_epochs={config.warmup_epochs} is not allowed: fewer than the "
                 f"{total / spe:.2f} epochs of training ({warmup} >= {total} steps)"
             )
-        analysis_every = max(1, round(config.analysis.every_epochs * spe))
-        return cls(spe, total, warmup, config.eval_every_steps or spe, analysis_every)
+        return cls(spe, total, warmup)
+
+    @classmethod
+    def from_json(cls, saved: dict[str, int]) -> StepPlan:
+        """A saved plan.json; fields of older plans (the evaluators' periods) are left out."""
+        return cls(**{field.name: saved[field.name] for field in dataclasses.fields(cls)})

@@ -27,14 +27,14 @@ from vit_locality import checkpointing, metrics, multihost, sharding, step, trai
 from vit_locality.data.datasets import DATASETS
 from vit_locality.data.sources import load_split
 from vit_locality.errors import UserError
-from vit_locality.evaluators import Context, Evaluator, build_evaluators
+from vit_locality.evaluators import ROW_KEYS, Context, Evaluator, build_evaluators
 from vit_locality.lock import WorkdirLock
 from vit_locality.models import build_model
 from vit_locality.plan import StepPlan
 from vit_locality.predict import Predictor
 from vit_locality.sigterm import SigtermFlag
 from vit_locality.validation import check_resumable, check_workdir, validate_config
-from vit_locality.workdir import ROW_KEYS, RunDir
+from vit_locality.workdir import RunDir
 
 
 class TrainingDiverged(RuntimeError):

@@ -14,13 +14,15 @@ from vit_locality import erasing
 from vit_locality.config_fields import flatten, get_field
 from vit_locality.data.datasets import DATASETS
 from vit_locality.errors import ConfigError, UserError
-from vit_locality.evaluators import NAMES as EVALUATORS
-from vit_locality.evaluators import evaluator_names
+from vit_locality.evaluators import OPTIONS as EVALUATOR_OPTIONS
+from vit_locality.evaluators import REQUIRED as EVALUATOR_REQUIRED
+from vit_locality.evaluators import evaluator_options
 from vit_locality.models import DTYPES
 from vit_locality.workdir import check_reachable, is_remote
 
-# Fields a run may change when it resumes: bookkeeping, the analysis, where the data is read
-# from. Any other difference would continue the run under another protocol or schedule.
+# Fields (and everything under them) a run may change when it resumes: bookkeeping, the
+# evaluators, where the data is read from. Any other difference would continue the run under
+# another protocol or schedule.
 RESUMABLE_CHANGES = (
     "data.source",
     "data.dir",
@@ -122,15 +124,44 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
         )
     _check_range(config, "label_smoothing", 0.0, 1.0, high_open=True)
 
-    names = evaluator_names(config)
-    if not names or not set(names) <= set(EVALUATORS) or len(set(names)) < len(names):
-        _fail("evals", config.evals, f"a comma-separated subset of {', '.join(EVALUATORS)}")
     for field in ("log_every_steps", "ckpt_every_steps", "kept_checkpoints"):
         _check_positive(config, field, integer=True)
-    if config.eval_every_steps is not None:
-        _check_positive(config, "eval_every_steps", integer=True)
-    _check_positive(config, "analysis.num_images", integer=True)
-    _check_positive(config, "analysis.every_epochs", integer=False)
+    _check_evaluators(config)
+
+
+def _check_evaluators(config: ml_collections.ConfigDict) -> None:
+    """`config.evals`: at least one evaluator, each type once, with that type's options (or the
+    comma-separated string of a config written before evaluators were dicts)."""
+    if isinstance(config.evals, str):
+        names = [name.strip() for name in config.evals.split(",") if name.strip()]
+        if not names or not set(names) <= set(EVALUATOR_OPTIONS) or len(set(names)) < len(names):
+            allowed = ", ".join(EVALUATOR_OPTIONS)
+            _fail("evals", config.evals, f"a comma-separated subset of {allowed}")
+        if config.eval_every_steps is not None:
+            _check_positive(config, "eval_every_steps", integer=True)
+        _check_positive(config, "analysis.num_images", integer=True)
+        _check_positive(config, "analysis.every_epochs", integer=False)
+        return
+    if not config.evals:
+        _fail("evals", {}, f"at least one of {', '.join(EVALUATOR_OPTIONS)}")
+    names_by_type: dict[str, str] = {}
+    for name, options in evaluator_options(config).items():
+        kind = options["type"]
+        if kind not in EVALUATOR_OPTIONS:
+            allowed = ", ".join(repr(t) for t in EVALUATOR_OPTIONS)
+            _fail(f"evals.{name}.type", kind, f"one of {allowed} (the default is the name)")
+        if kind in names_by_type:
+            _fail(f"evals.{name}.type", kind, f"not the type of evals.{names_by_type[kind]} again")
+        names_by_type[kind] = name
+        for option in sorted(options.keys() - {"type", *EVALUATOR_OPTIONS[kind]}):
+            allowed = ", ".join(EVALUATOR_OPTIONS[kind])
+            _fail(f"evals.{name}.{option}", options[option], f"an option of {kind}: {allowed}")
+        for option in EVALUATOR_REQUIRED.get(kind, ()):
+            if options.get(option) is None:
+                _fail(f"evals.{name}.{option}", None, f"set for a {kind} evaluator")
+        for option in EVALUATOR_OPTIONS[kind]:
+            if options.get(option) is not None:
+                _check_positive(config, f"evals.{name}.{option}", integer=option != "every_epochs")
 
 
 def check_resumable(saved: dict, config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -140,13 +171,17 @@ def check_resumable(saved: dict, config: ml_collections.ConfigDict, workdir: str
     differing = [
         f"config.{field}={new[field]!r} differs from {old[field]!r}"
         for field in sorted(new)
-        if field in old and field not in RESUMABLE_CHANGES and old[field] != new[field]
+        if field in old and not _resumable(field) and old[field] != new[field]
     ]
     if differing:
         raise ConfigError(
             f"{', '.join(differing)} in {workdir}/config.json; a run resumes with the same config "
             f"apart from {', '.join(RESUMABLE_CHANGES)}: use another --workdir or the saved values"
         )
+
+
+def _resumable(field: str) -> bool:
+    return any(field == name or field.startswith(name + ".") for name in RESUMABLE_CHANGES)
 
 
 def check_workdir(workdir: str | pathlib.Path) -> None:

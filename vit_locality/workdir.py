@@ -28,10 +28,8 @@ import ml_collections
 from etils import epath
 
 from vit_locality.errors import UserError
+from vit_locality.evaluators import ROW_KEYS, evaluator_options
 from vit_locality.plan import StepPlan
-
-# The key that marks each evaluator's row in metrics.jsonl (vit_locality/evaluators/ names them).
-ROW_KEYS = {"classification": "val/prec@1", "locality": "locality/min_mad_first_layer"}
 
 
 def default_workdir(config_arg: str) -> str:
@@ -78,7 +76,7 @@ class RunDir:
         """plan.json, or None before a run has started (or for runs older than the file)."""
         if not self.plan_file.is_file():
             return None
-        return StepPlan(**_read_json(self.plan_file))
+        return StepPlan.from_json(_read_json(self.plan_file))
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """Every row of metrics.jsonl, in order (an empty list when there is none). A last line
@@ -107,9 +105,8 @@ class RunDir:
         final = self.final_step()
         if final is None:
             return False
-        config = self.read_config() or {}
-        names = config.get("evals", "classification").split(",")
-        keys = ["train/loss", *(ROW_KEYS[name.strip()] for name in names if name.strip())]
+        evals = evaluator_options(self.read_config()).values()
+        keys = ["train/loss", *(ROW_KEYS[options["type"]] for options in evals)]
         return self.has_rows(final, keys)
 
     def has_rows(self, step: int, keys: list[str]) -> bool:

@@ -1,7 +1,9 @@
-"""Accuracy and loss over every test example, every `eval_every_steps` (`plan.eval_every_steps`)."""
+"""Accuracy and loss over every test example. Options: the period (`every_steps` or
+`every_epochs`; default once per epoch)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -10,7 +12,7 @@ from jax.sharding import Mesh
 
 from vit_locality import sharding
 from vit_locality.data.eval_input import eval_batches
-from vit_locality.evaluators import Context
+from vit_locality.evaluators import Context, period_steps
 from vit_locality.predict import Predictor
 from vit_locality.step import make_eval_step
 
@@ -60,7 +62,7 @@ class Classification:
         return scalars, line
 
 
-def build(context: Context) -> Classification:
+def build(context: Context, options: Mapping[str, Any]) -> Classification:
     """Every test example, in batches of `config.batch_size`."""
     return Classification(
         context.predictor,
@@ -68,5 +70,5 @@ def build(context: Context) -> Classification:
         context.test_labels,
         batch_size=context.config.batch_size,
         mesh=context.mesh,
-        every_steps=context.plan.eval_every_steps,
+        every_steps=period_steps(options, context.plan.steps_per_epoch),
     )

@@ -1,9 +1,10 @@
-"""MAD and entropy of every head on the first `analysis.num_images` test images, every
-`analysis.every_epochs` (`plan.analysis_every_steps`): locality.json, plots/ and the
-`locality/...` scalars (docs/locality.md)."""
+"""MAD and entropy of every head on the first test images: locality.json, plots/ and the
+`locality/...` scalars (docs/locality.md). Options: `num_images` and the period (`every_steps` or
+`every_epochs`); the default config names them `analysis.num_images`, `analysis.every_epochs`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -15,7 +16,7 @@ from vit_locality.analysis.results import (
     locality_scalars,
     write_training_curves,
 )
-from vit_locality.evaluators import Context
+from vit_locality.evaluators import Context, period_steps
 from vit_locality.predict import Predictor
 from vit_locality.workdir import RunDir
 
@@ -62,15 +63,15 @@ class Locality:
         return locality_scalars(summary), line
 
 
-def build(context: Context) -> Locality:
-    """The first `config.analysis.num_images` test images."""
+def build(context: Context, options: Mapping[str, Any]) -> Locality:
+    """The first `num_images` test images."""
     config = context.config
     return Locality(
         context.run_dir,
         context.predictor,
-        context.test_images[: config.analysis.num_images],
+        context.test_images[: options["num_images"]],
         dataset=config.dataset,
         batch_size=config.batch_size,
         mesh=context.mesh,
-        every_steps=context.plan.analysis_every_steps,
+        every_steps=period_steps(options, context.plan.steps_per_epoch),
     )
