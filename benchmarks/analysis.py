@@ -29,10 +29,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vit_locality import sharding
 from vit_locality.analysis.attention_pass import make_locality_pass
 from vit_locality.data.datasets import DATASETS
 from vit_locality.models import DTYPES, ViT
+from vit_locality.parallel import sharding
 from vit_locality.predict import Predictor
 
 CASES = {  # name -> (dataset whose mean/std are used, image size, patch size, model fields)

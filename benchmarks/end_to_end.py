@@ -24,10 +24,10 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from train_step import setup  # noqa: E402
 
-from vit_locality import sharding  # noqa: E402
 from vit_locality.data import files  # noqa: E402
 from vit_locality.data.augment import make_train_augment  # noqa: E402
 from vit_locality.data.train_input import train_batches  # noqa: E402
+from vit_locality.parallel import sharding  # noqa: E402
 
 SAMPLE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-sample"
 MODERN = dict(crop_padding=4, flip=True, autoaugment=True, color_jitter=0.0)

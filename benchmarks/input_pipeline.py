@@ -81,8 +81,8 @@ def main() -> None:
 
     import jax
 
-    from vit_locality import sharding
     from vit_locality.data.device_input import AugSpec, device_train_batches
+    from vit_locality.parallel import sharding
 
     mesh = sharding.make_mesh(1)
     for name, aug in PROTOCOLS.items():

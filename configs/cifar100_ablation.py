@@ -19,9 +19,9 @@ a minimum MAD <= 0.024, every condition without it >= 0.210 (Baseline 0.316, Mod
 """
 
 from configs import common
-from vit_locality import protocol
+from vit_locality.augment import protocol
 
-# The Modern components on CIFAR-100, by their names in vit_locality.protocol's table.
+# The Modern components on CIFAR-100, by their names in vit_locality.augment.protocol's table.
 COMPONENTS = tuple(protocol.COMPONENTS[key].name for key in protocol.modern_components("cifar100"))
 
 

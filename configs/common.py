@@ -13,7 +13,7 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
-from vit_locality import protocol as protocol_lib
+from vit_locality.augment import protocol as protocol_lib
 from vit_locality.data.datasets import DATASETS
 
 _BOOLEANS = {

@@ -8,7 +8,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vit_locality import sharding
 from vit_locality.analysis.attention_pass import (
     analyze_params,
     centre_attention,
@@ -21,6 +20,7 @@ from vit_locality.analysis.results import (
     write_locality,
 )
 from vit_locality.models import ViT
+from vit_locality.parallel import sharding
 from vit_locality.predict import Predictor, normalize
 from vit_locality.workdir import RunDir
 

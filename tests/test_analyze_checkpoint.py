@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vit_locality import sharding
 from vit_locality.analysis.attention_pass import (
     analyze_params,
     centre_attention_layers,
@@ -24,6 +23,7 @@ from vit_locality.analysis.locality import DEFINITIONS, locality_metrics, locali
 from vit_locality.external import load_checkpoint
 from vit_locality.external.analyze import analyze_checkpoint
 from vit_locality.models import ViT
+from vit_locality.parallel import sharding
 from vit_locality.predict import Predictor
 
 from .conftest import LOCALITY_JSON_KEYS, REPO_ROOT

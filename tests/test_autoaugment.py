@@ -13,8 +13,8 @@ from PIL import Image, ImageEnhance, ImageOps
 
 tf = pytest.importorskip("tensorflow")
 
+from vit_locality.augment import autoaugment_policy  # noqa: E402
 from vit_locality.data import autoaugment as aa  # noqa: E402
-from vit_locality.data import autoaugment_policy  # noqa: E402
 
 # torchvision AutoAugment._get_policies(AutoAugmentPolicy.CIFAR10), the AutoAugment paper's table.
 PUBLISHED_CIFAR10_POLICY = [

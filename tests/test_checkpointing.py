@@ -4,8 +4,8 @@ mean the checkpoint could not be read this time (one line, nothing moved)."""
 import jax.numpy as jnp
 import pytest
 
-from vit_locality import checkpointing
 from vit_locality.errors import UserError
+from vit_locality.workdir import checkpointing
 
 
 def failure(inner: str) -> Exception:

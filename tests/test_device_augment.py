@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vit_locality.data import device_augment as dev
+from vit_locality.augment import on_device as dev
+from vit_locality.augment.autoaugment_policy import CIFAR10_POLICY, OP_NAMES, SIGNED_OPS
 from vit_locality.data import files
-from vit_locality.data.autoaugment_policy import CIFAR10_POLICY, OP_NAMES, SIGNED_OPS
 
 from .conftest import CIFAR10_SAMPLE
 

@@ -4,8 +4,8 @@ crops are windows of the zero-padded image, and the output is sharded over the m
 import jax
 import numpy as np
 
-from vit_locality import sharding
 from vit_locality.data.device_input import AugSpec, device_train_batches
+from vit_locality.parallel import sharding
 
 
 def _batches(images, labels, mesh, **kwargs):

@@ -9,8 +9,9 @@ import optax
 import pytest
 from flax import linen as nn
 
-from vit_locality import mixing, step, train_state
-from vit_locality.erasing import ErasingSpec, random_erasing
+from vit_locality import step, train_state
+from vit_locality.augment import mixing
+from vit_locality.augment.erasing import ErasingSpec, random_erasing
 from vit_locality.predict import Predictor
 
 SIZE = 32

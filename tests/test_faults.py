@@ -18,11 +18,12 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import common
-from vit_locality import analyze, checkpointing, sharding, train, train_state
+from vit_locality import analyze, train, train_state
 from vit_locality.data.sources import load_split
 from vit_locality.errors import UserError
 from vit_locality.models import build_model
-from vit_locality.workdir import RunDir
+from vit_locality.parallel import sharding
+from vit_locality.workdir import RunDir, checkpointing
 
 from .conftest import CIFAR10_SAMPLE, REPO_ROOT
 from .test_train_e2e import command, run
@@ -332,7 +333,7 @@ def test_a_disk_that_fills_during_a_background_save_ends_in_one_line_and_resumes
 # What a save that failed mid-write leaves behind, in a real process: tensorstore's write coroutine
 # never awaited (Python warns when it is collected), next to another coroutine of the same fate.
 UNAWAITED = """
-from vit_locality.checkpointing import quiet_failed_saves
+from vit_locality.workdir.checkpointing import quiet_failed_saves
 quiet_failed_saves()
 def async_serialize_from_host():
     async def write_fragment():

@@ -11,10 +11,9 @@ import time
 
 import pytest
 
-from vit_locality import lock
 from vit_locality.errors import UserError
-from vit_locality.lock import Holder, WorkdirLock
-from vit_locality.workdir import RunDir
+from vit_locality.workdir import RunDir, lock
+from vit_locality.workdir.lock import Holder, WorkdirLock
 
 from .conftest import CIFAR10_SAMPLE
 from .test_train_e2e import TOTAL_STEPS, run, start

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec
 
-from vit_locality import mixing, sharding
+from vit_locality.augment import mixing
+from vit_locality.parallel import sharding
 
 CUTMIX = mixing.MixSpec(cutmix_alpha=1.0, prob=1.0)
 MIXUP = mixing.MixSpec(mixup_alpha=0.8, prob=1.0)

@@ -15,8 +15,8 @@ from configs import (
     cifar100_modern,
     tiny_imagenet_modern,
 )
-from vit_locality import protocol
 from vit_locality.analysis.locality import summarize
+from vit_locality.augment import protocol
 
 from .conftest import REPO_ROOT
 

@@ -23,11 +23,11 @@ from vit_locality.analysis.results import (
 )
 from vit_locality.errors import ConfigError, UserError
 from vit_locality.evaluators import period_steps
-from vit_locality.metrics import MetricWriter
 from vit_locality.plan import StepPlan
 from vit_locality.report import write_report
 from vit_locality.validation import check_workdir, validate_config
 from vit_locality.workdir import RunDir
+from vit_locality.workdir.metrics import MetricWriter
 
 from .conftest import CIFAR10_SAMPLE, cifar_locality_record
 from .test_faults import tiny_config

@@ -20,15 +20,15 @@ from typing import Any
 
 from absl import app, flags, logging
 
-from vit_locality import sharding
 from vit_locality.analysis.results import analyze_and_write, format_table, write_training_curves
 from vit_locality.cli import fail, parse_flags
 from vit_locality.data.sources import load_split
 from vit_locality.errors import UserError
 from vit_locality.external.analyze import analyze_checkpoint
+from vit_locality.parallel import sharding
 from vit_locality.predict import Predictor
-from vit_locality.restore import restore_params
 from vit_locality.workdir import RunDir
+from vit_locality.workdir.restore import restore_params
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (holds config.json, checkpoints/).")
 _CHECKPOINT = flags.DEFINE_string(

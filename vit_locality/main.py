@@ -42,9 +42,9 @@ flags.mark_flags_as_required(["config"])
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    from vit_locality import multihost
-    from vit_locality.checkpointing import quiet_failed_saves
+    from vit_locality.parallel import multihost
     from vit_locality.train import TrainingDiverged, train_and_evaluate
+    from vit_locality.workdir.checkpointing import quiet_failed_saves
 
     quiet_failed_saves()
     workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)

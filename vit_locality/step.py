@@ -17,8 +17,10 @@ import ml_collections
 import optax
 from jax.sharding import Mesh
 
-from vit_locality import erasing as erasing_lib
-from vit_locality import mixing, rng, sharding
+from vit_locality import rng
+from vit_locality.augment import erasing as erasing_lib
+from vit_locality.augment import mixing
+from vit_locality.parallel import sharding
 from vit_locality.predict import Predictor, normalize
 from vit_locality.train_state import TrainState
 

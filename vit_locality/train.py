@@ -23,18 +23,19 @@ import jax
 import ml_collections
 import numpy as np
 
-from vit_locality import checkpointing, metrics, multihost, sharding, step, train_state
+from vit_locality import step, train_state
 from vit_locality.data.datasets import DATASETS
 from vit_locality.data.sources import load_split
 from vit_locality.errors import UserError
 from vit_locality.evaluators import ROW_KEYS, Context, Evaluator, build_evaluators
-from vit_locality.lock import WorkdirLock
 from vit_locality.models import build_model
+from vit_locality.parallel import multihost, sharding
 from vit_locality.plan import StepPlan
 from vit_locality.predict import Predictor
 from vit_locality.sigterm import SigtermFlag
 from vit_locality.validation import check_resumable, check_workdir, validate_config
-from vit_locality.workdir import RunDir
+from vit_locality.workdir import RunDir, checkpointing, metrics
+from vit_locality.workdir.lock import WorkdirLock
 
 
 class TrainingDiverged(RuntimeError):

@@ -16,8 +16,9 @@ import optax
 from flax.training import train_state
 from jax.sharding import Mesh
 
-from vit_locality import rng, sharding
+from vit_locality import rng
 from vit_locality.data.datasets import DATASETS
+from vit_locality.parallel import sharding
 from vit_locality.plan import StepPlan
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import ml_collections
 
-from vit_locality import erasing
+from vit_locality.augment import erasing
 from vit_locality.config_fields import flatten, get_field
 from vit_locality.data.datasets import DATASETS
 from vit_locality.errors import ConfigError, UserError

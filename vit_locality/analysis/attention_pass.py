@@ -33,10 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from vit_locality import sharding
 from vit_locality.analysis.locality import locality_sums
 from vit_locality.data.eval_input import eval_batches
 from vit_locality.models import ViT
+from vit_locality.parallel import sharding
 from vit_locality.predict import Predictor
 
 

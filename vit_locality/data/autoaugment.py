@@ -45,7 +45,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from vit_locality.data.autoaugment_policy import (
+from vit_locality.augment.autoaugment_policy import (
     CIFAR10_POLICY,
     IDENTITY,
     OP_NAMES,

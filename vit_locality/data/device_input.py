@@ -7,9 +7,10 @@ gathered and augmented there by a jitted function of the step number, with the s
 structure as the tf.data input (a permutation per epoch, full batches, remainder dropped) but
 JAX's random streams, so the batches differ from tf.data's while staying a function of the step:
 resume is exact. Every protocol's augmentation runs here: zero-pad + random crop and flip, then
-AutoAugment (CIFAR-10 policy) and/or ColorJitter (`device_augment`, the tf.data ops' semantics
-bit for bit). The example at stream position p draws from `rng.augment_key(seed, p)`: crop and
-flip from its sub-key 0, AutoAugment from 1, ColorJitter from 2.
+AutoAugment (CIFAR-10 policy) and/or ColorJitter (`vit_locality.augment.on_device`, the tf.data
+ops' semantics bit for bit). The example at stream position p draws from
+`rng.augment_key(seed, p)`: crop and flip from its sub-key 0, AutoAugment from 1, ColorJitter
+from 2.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
-from vit_locality import rng, sharding
-from vit_locality.data import device_augment
+from vit_locality import rng
+from vit_locality.augment import on_device
+from vit_locality.parallel import sharding
 from vit_locality.plan import steps_per_epoch
 
 
@@ -59,9 +61,9 @@ def augment_one(key: jax.Array, image: jax.Array, aug: AugSpec) -> jax.Array:
     """The train augmentation of one uint8 `[H, W, C]` image (the order of `data/augment.py`)."""
     image = pad_crop_flip(jax.random.fold_in(key, 0), image, aug.padding, aug.flip)
     if aug.autoaugment:
-        image = device_augment.autoaugment(image, jax.random.fold_in(key, 1))
+        image = on_device.autoaugment(image, jax.random.fold_in(key, 1))
     if aug.color_jitter > 0:
-        image = device_augment.color_jitter(image, aug.color_jitter, jax.random.fold_in(key, 2))
+        image = on_device.color_jitter(image, aug.color_jitter, jax.random.fold_in(key, 2))
     return image
 
 

@@ -10,9 +10,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from vit_locality import sharding
 from vit_locality.data.eval_input import eval_batches
 from vit_locality.evaluators import Context, period_steps
+from vit_locality.parallel import sharding
 from vit_locality.predict import Predictor
 from vit_locality.step import make_eval_step
 

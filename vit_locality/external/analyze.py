@@ -18,7 +18,6 @@ from typing import Any
 import ml_collections
 from PIL import Image
 
-from vit_locality import sharding
 from vit_locality.analysis.attention_pass import ROLLOUT_FUSIONS
 from vit_locality.analysis.results import analyze_and_write
 from vit_locality.data.datasets import DATASETS
@@ -27,6 +26,7 @@ from vit_locality.errors import UserError
 from vit_locality.external import load_checkpoint
 from vit_locality.external.preprocess import read_image_folder
 from vit_locality.external.resample import at_image_size
+from vit_locality.parallel import sharding
 from vit_locality.predict import Predictor
 from vit_locality.workdir import RunDir
 

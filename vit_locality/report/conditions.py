@@ -1,6 +1,7 @@
 """The runs a report compares, and their conditions: loading workdirs (config.json, metrics.jsonl,
 locality.json, plan.json) and grouping runs that differ only in seed under one condition, named
-from the config by `vit_locality.protocol`'s table. The paper's published numbers live here too.
+from the config by `vit_locality.augment.protocol`'s table. The paper's published numbers live
+here too.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from etils import epath
 
-from vit_locality import protocol
+from vit_locality.augment import protocol
 from vit_locality.config_fields import flatten
 from vit_locality.errors import UserError
 from vit_locality.workdir import RunDir, is_remote

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from vit_locality import protocol
+from vit_locality.augment import protocol
 from vit_locality.report.conditions import (
     ABLATION,
     DATASET_NAMES,

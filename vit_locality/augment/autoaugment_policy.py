@@ -1,6 +1,7 @@
 """AutoAugment's CIFAR-10 policy as data, and every op at every magnitude as a static kernel
-with its parameters, computed once in NumPy: shared by the TensorFlow ops (`autoaugment`, on the
-host in tf.data) and the JAX ops (`device_augment`, on the accelerator). No TensorFlow, no JAX.
+with its parameters, computed once in NumPy: shared by the TensorFlow ops
+(`vit_locality.data.autoaugment`, on the host in tf.data) and the JAX ops (`on_device`, on the
+accelerator). No TensorFlow, no JAX.
 
 See `vit_locality.data.autoaugment` for the semantics (torchvision's, bit for bit against Pillow).
 """

@@ -1,6 +1,7 @@
 """AutoAugment (CIFAR-10 policy) and ColorJitter in JAX, for the input on the accelerator.
 
-The same semantics as the TensorFlow ops of `autoaugment` and `color_jitter` (torchvision's, bit
+The same semantics as the TensorFlow ops of `vit_locality.data.autoaugment` and `color_jitter`
+(torchvision's, bit
 for bit against Pillow; tests/test_device_augment.py compares every op at every magnitude bin
 and sign with them): the same eight kernels with the same precomputed tables
 (`autoaugment_policy`), the same float32 blends, PIL's float64 AutoContrast table. No product
@@ -21,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vit_locality.data.autoaugment_policy import (
+from vit_locality.augment.autoaugment_policy import (
     CIFAR10_POLICY,
     IDENTITY,
     magnitude,
