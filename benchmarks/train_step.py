@@ -53,7 +53,7 @@ def setup(model_name: str, dtype: str):
     config.model.dtype = dtype
     info = DATASETS[config.dataset]
     mesh = sharding.make_mesh()
-    model = build_model(config.model, info.num_classes)
+    model = build_model(config)
     schedule = train_state.make_schedule(config.lr, shared.WARMUP_STEPS, shared.TOTAL_STEPS)
     tx = train_state.make_optimizer(schedule, config.wd, config.grad_clip_norm)
     state = train_state.init_state(config, model, tx, mesh)

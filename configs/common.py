@@ -129,9 +129,13 @@ def get_config(
     # at its period and at the final step. Delete an entry to skip it. The options below are
     # references: `eval_every_steps` and `analysis.*` are the same fields under short names.
     config.evals = ml_collections.ConfigDict()
-    config.evals.classification = dict(every_steps=config.get_ref("eval_every_steps"))
+    config.evals.classification = dict(
+        every_steps=config.get_ref("eval_every_steps"),
+        every_epochs=config_dict.placeholder(float),
+    )
     config.evals.locality = dict(
         num_images=config.analysis.get_ref("num_images"),
+        every_steps=config_dict.placeholder(int),  # when set, instead of every_epochs
         every_epochs=config.analysis.get_ref("every_epochs"),
     )
 

@@ -209,7 +209,7 @@ def test_a_checkpoint_that_decodes_to_non_finite_numbers_is_unreadable(copied):
     """Only finite states are saved, so NaNs in a restored one are corruption tensorstore did not
     detect (flipped bytes inside zstd's compressed blocks)."""
     config = tiny_config(8)
-    model = build_model(config.model, 10)
+    model = build_model(config)
     _, tx = train_state.optimizer(config)
     like = train_state.abstract_state(config, model, tx, sharding.make_mesh())
     ckpt = checkpointing.Checkpointer(copied / "checkpoints", keep=3)

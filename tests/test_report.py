@@ -17,6 +17,7 @@ from configs import (
 )
 from vit_locality.analysis.locality import summarize
 from vit_locality.augment import protocol
+from vit_locality.report.conditions import group_runs, load_runs
 
 from .conftest import REPO_ROOT
 
@@ -167,6 +168,28 @@ def test_condition_names_come_from_the_fields():
     config = cifar100_baseline.get_config()  # a run from before random erasing existed
     del config.aug["random_erasing"]
     assert name(config) == "baseline"
+
+
+def test_seeds_saved_before_and_after_evaluators_were_dicts_are_one_condition(tmp_path):
+    """Two seeds of one condition, one from a config.json with the `evals` string (and the
+    short names alone), one with today's `evals` dicts: one group, labelled by its condition."""
+    old = cifar100_modern.get_config()
+    make_run(tmp_path, "new_seed1", old, 40.0, seed=1)
+    old_json = json.loads((tmp_path / "new_seed1" / "config.json").read_text())
+    old_json["evals"], old_json["seed"] = "classification,locality", 0
+    (tmp_path / "old_seed0").mkdir()
+    (tmp_path / "old_seed0" / "config.json").write_text(json.dumps(old_json))
+    metrics = (tmp_path / "new_seed1" / "metrics.jsonl").read_text()
+    (tmp_path / "old_seed0" / "metrics.jsonl").write_text(metrics)
+    changed = cifar100_modern.get_config()
+    changed.analysis.num_images = 64
+    make_run(tmp_path, "fewer_images_seed0", changed, 40.0)
+
+    groups = group_runs(load_runs([tmp_path]))
+    assert [(g.label, sorted(r.name for r in g.runs)) for g in groups] == [
+        ("modern [evals.locality.num_images=64]", ["fewer_images_seed0"]),
+        ("modern [evals.locality.num_images=1000]", ["new_seed1", "old_seed0"]),
+    ]
 
 
 def test_a_directory_without_runs_is_a_one_line_error(tmp_path):

@@ -21,8 +21,9 @@ from vit_locality.analysis.results import (
     write_locality,
     write_training_curves,
 )
+from vit_locality.cli import load_config
 from vit_locality.errors import ConfigError, UserError
-from vit_locality.evaluators import period_steps
+from vit_locality.evaluators import evaluator_options, locality_num_images, period_steps
 from vit_locality.plan import StepPlan
 from vit_locality.report import write_report
 from vit_locality.validation import check_workdir, validate_config
@@ -147,6 +148,41 @@ def test_each_evaluator_is_a_known_type_once_with_its_own_options(change, messag
     with pytest.raises(ConfigError) as error:
         validate_config(config, num_devices=1)
     assert str(error.value) == message
+
+
+def test_an_evaluator_entry_that_is_not_a_dict_is_one_line():
+    config = tiny_config(4)
+    config.evals.locality = None
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, num_devices=1)
+    assert str(error.value) == (
+        "config.evals.locality=None is not allowed: a dict of options (del config.evals.NAME "
+        "skips one)"
+    )
+
+
+def test_the_command_line_sets_every_option_of_an_evaluator_and_no_evals_string():
+    spec = "configs/cifar10_modern.py"
+    config = load_config(spec, {"evals.locality.every_steps": "5"})
+    assert period_steps(evaluator_options(config)["locality"], 79) == 5
+    config = load_config(spec, {"evals.classification.every_epochs": "0.5"})
+    assert period_steps(evaluator_options(config)["classification"], 79) == 40
+    with pytest.raises(UserError) as error:
+        load_config(spec, {"evals": "classification"})
+    assert str(error.value) == (
+        "config.evals='classification' is not allowed: one field at a time, e.g. "
+        "--config.evals.FIELD=VALUE"
+    )
+
+
+def test_the_images_analyze_takes_by_default_are_the_locality_evaluators():
+    config = tiny_config(4)
+    assert locality_num_images(config) == 16
+    del config.evals.locality
+    config.evals.late = dict(type="locality", num_images=40, every_epochs=2.0)
+    assert locality_num_images(config) == 40
+    saved = json.loads(config.to_json())
+    assert locality_num_images(saved | {"evals": "classification"}) == 16  # the short name's
 
 
 def test_a_locality_evaluator_needs_its_number_of_images():

@@ -6,7 +6,7 @@
 Reads `DIR/config.json`, restores the parameters of checkpoint `--step` (default: the latest
 readable one; each unreadable newer one is named in one line on stderr) onto this machine's
 devices (the device count may differ from training), analyses the first `--num_images` test
-images (default `config.analysis.num_images`) with the jitted locality pass, writes
+images (default: as many as the run's locality evaluator) with the jitted locality pass, writes
 `DIR/locality.json`, `DIR/plots/{mad_per_head,entropy_per_head,attention_maps,
 training_curves}.png` and prints a per-layer table. A directory without a run, a step that was not
 saved or cannot be read, or data that cannot be read print one `error: ...` line and exit with
@@ -24,6 +24,7 @@ from vit_locality.analysis.results import analyze_and_write, format_table, write
 from vit_locality.cli import fail, parse_flags
 from vit_locality.data.sources import load_split
 from vit_locality.errors import UserError
+from vit_locality.evaluators import locality_num_images
 from vit_locality.external.analyze import analyze_checkpoint
 from vit_locality.parallel import sharding
 from vit_locality.predict import Predictor
@@ -69,7 +70,9 @@ _ROLLOUT = flags.DEFINE_string(
 )
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to analyse (default: the latest).")
 _NUM_IMAGES = flags.DEFINE_integer(
-    "num_images", None, "First N test images to average over (default config.analysis.num_images)."
+    "num_images",
+    None,
+    "First N test images to average over (default: the run's locality evaluator's).",
 )
 _DATA_DIR = flags.DEFINE_string(
     "data_dir",
@@ -109,7 +112,7 @@ def analyze_run(
     Args:
       workdir: the run directory.
       step: the checkpoint step (default: the latest one that can be restored).
-      num_images: how many of the first test images (default `config.analysis.num_images`;
+      num_images: how many of the first test images (default: the run's locality evaluator's;
         at most the size of the test split).
       data_dir: replaces `config.data.dir` when given.
 
@@ -127,7 +130,7 @@ def analyze_run(
     if data_dir is not None:
         config.data.dir = data_dir
     images, _ = load_split(config, "test")
-    images = images[: num_images or config.analysis.num_images]
+    images = images[: num_images or locality_num_images(config)]
 
     run_dir = RunDir(workdir)
     record = analyze_and_write(

@@ -45,7 +45,11 @@ class ArgumentParser(argparse.ArgumentParser):
 def field_names(config: ml_collections.ConfigDict) -> list[str]:
     """Every dotted field of `config`, groups included: "lr", "model", "model.width", ..."""
     leaves = list(flatten(config))
-    groups = {leaf.rsplit(".", 1)[0] for leaf in leaves if "." in leaf}
+    groups = {
+        ".".join(parts[:i])
+        for parts in (leaf.split(".") for leaf in leaves)
+        for i in range(1, len(parts))
+    }
     return leaves + sorted(groups)
 
 

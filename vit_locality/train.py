@@ -24,7 +24,6 @@ import ml_collections
 import numpy as np
 
 from vit_locality import step, train_state
-from vit_locality.data.datasets import DATASETS
 from vit_locality.data.sources import load_split
 from vit_locality.errors import UserError
 from vit_locality.evaluators import ROW_KEYS, Context, Evaluator, build_evaluators
@@ -144,18 +143,18 @@ def _train_input(
     plan: StepPlan,
 ) -> Iterator[dict[str, jax.Array]]:
     """Global train batches from `start_step` on: tf.data on the host, or on the device."""
+    # Which examples each step sees, the same for both inputs.
+    order = dict(
+        global_batch_size=config.batch_size,
+        start_step=start_step,
+        total_steps=plan.total_steps,
+        seed=config.seed,
+    )
     if config.data.on_device:
         from vit_locality.data.device_input import AugSpec, device_train_batches
 
         return device_train_batches(
-            images,
-            labels,
-            mesh=mesh,
-            global_batch_size=config.batch_size,
-            start_step=start_step,
-            total_steps=plan.total_steps,
-            seed=config.seed,
-            aug=AugSpec.from_config(config.aug),
+            images, labels, mesh=mesh, aug=AugSpec.from_config(config.aug), **order
         )
     from vit_locality.data.augment import make_train_augment  # TensorFlow from here on
     from vit_locality.data.train_input import train_batches
@@ -164,10 +163,7 @@ def _train_input(
         images,
         labels,
         augment=make_train_augment(config.aug),
-        global_batch_size=config.batch_size,
-        start_step=start_step,
-        total_steps=plan.total_steps,
-        seed=config.seed,
+        **order,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
     )
@@ -218,7 +214,7 @@ def _train_and_evaluate(
     # ------------------------------------------------------------------ One writer
     with _one_writer(run_dir):
         # ------------------------------------------------------------------ Model and state
-        model = build_model(config.model, DATASETS[config.dataset].num_classes)
+        model = build_model(config)
         predictor = Predictor.for_dataset(model, config.dataset)
         schedule, tx = train_state.optimizer(config, plan)
         ckpt = checkpointing.Checkpointer(run_dir.checkpoints_dir, config.kept_checkpoints)

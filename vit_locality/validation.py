@@ -144,10 +144,13 @@ def _check_evaluators(config: ml_collections.ConfigDict) -> None:
         return
     if not config.evals:
         _fail("evals", {}, f"at least one of {', '.join(EVALUATOR_OPTIONS)}")
+    for name, options in config.evals.items():
+        if not isinstance(options, ml_collections.ConfigDict):
+            _fail(f"evals.{name}", options, "a dict of options (del config.evals.NAME skips one)")
     names_by_type: dict[str, str] = {}
     for name, options in evaluator_options(config).items():
         kind = options["type"]
-        if kind not in EVALUATOR_OPTIONS:
+        if not isinstance(kind, str) or kind not in EVALUATOR_OPTIONS:
             allowed = ", ".join(repr(t) for t in EVALUATOR_OPTIONS)
             _fail(f"evals.{name}.type", kind, f"one of {allowed} (the default is the name)")
         if kind in names_by_type:

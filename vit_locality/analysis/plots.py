@@ -39,9 +39,17 @@ def new_figure(size: tuple[float, float]) -> Figure:
     return Figure(figsize=size, layout="constrained")
 
 
-def save_figure(fig: Figure, path: str | pathlib.Path | epath.Path) -> epath.Path:
-    """Writes `fig` as a PNG at `path`, local or gs:// (parent directories created); returns
-    `path`."""
+def save_figure(
+    fig: Figure,
+    path: str | pathlib.Path | epath.Path,
+    *,
+    suptitle: str | None = None,
+    fontsize: int = 9,
+) -> epath.Path:
+    """Writes `fig` as a PNG at `path`, local or gs:// (parent directories created), under
+    `suptitle` when given; returns `path`."""
+    if suptitle is not None:
+        fig.suptitle(suptitle, fontsize=fontsize)
     path = epath.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
@@ -151,8 +159,7 @@ def plot_attention_maps(
                 if col > 0 and head_labels is not None:
                     label += f"\n{head_labels[col - 1]}"
                 ax.set_title(label, fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    return save_figure(fig, path)
+    return save_figure(fig, path, suptitle=title)
 
 
 def plot_rollout(
@@ -190,8 +197,7 @@ def plot_rollout(
                 )
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle(title, fontsize=9)
-    return save_figure(fig, path)
+    return save_figure(fig, path, suptitle=title)
 
 
 def plot_training_curves(
@@ -225,5 +231,4 @@ def plot_training_curves(
             ax.set_xticks([])
             ax.set_yticks([])
         ax.set_title(label, fontsize=9)
-    fig.suptitle(title, fontsize=10)
-    return save_figure(fig, path)
+    return save_figure(fig, path, suptitle=title, fontsize=10)

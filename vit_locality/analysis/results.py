@@ -136,6 +136,17 @@ def format_table(record: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _about(record: Mapping[str, Any], with_step: bool = True) -> str:
+    """What a figure shows, for its title: "cifar10, step 300, 128 images"."""
+    step = f", step {record['step']}" if with_step else ""
+    return f"{record['dataset']}{step}, {record['num_images']} images"
+
+
+def _uniform_mad_px(record: Mapping[str, Any]) -> float:
+    """The MAD of uniform attention over the record's patch grid, in pixels."""
+    return float(patch_distances(tuple(record["grid"])).mean() * record["patch_size"])
+
+
 def write_locality_plots(
     run_dir: RunDir,
     record: Mapping[str, Any],
@@ -154,10 +165,8 @@ def write_locality_plots(
     Returns:
       The paths written.
     """
-    out = run_dir.plots_dir
-    gh, gw = record["grid"]
-    patch_size = record["patch_size"]
-    about = f"{record['dataset']}, step {record['step']}, {record['num_images']} images"
+    out, about = run_dir.plots_dir, _about(record)
+    grid_px = record["grid"][1] * record["patch_size"]
     mad = np.asarray(record["per_head"]["mad"])
     return [
         plots.plot_per_head(
@@ -165,8 +174,8 @@ def write_locality_plots(
             out / "mad_per_head.png",
             ylabel="mean attention distance (fraction of width)",
             title=f"Mean attention distance per head\n{about}",
-            uniform=float(patch_distances((gh, gw)).mean() / gw),
-            pixels_per_unit=gw * patch_size,
+            uniform=_uniform_mad_px(record) / grid_px,
+            pixels_per_unit=grid_px,
         ),
         plots.plot_per_head(
             np.asarray(record["per_head"]["entropy"]),
@@ -217,7 +226,8 @@ def analyze_and_write(
       run_dir: the run directory (it must exist).
       predictor: the ViT with its dataset's normalization; params: its parameters (replicated
         on `mesh`, or placed there).
-      images: uint8 `[N, H, W, C]`, the first N raw test images (N = config.analysis.num_images).
+      images: uint8 `[N, H, W, C]`, the first N raw test images (N: the locality evaluator's
+        `num_images`).
       step: the training step of `params`.
       dataset: the config's dataset name (recorded in locality.json).
       mesh: the ('data',) mesh.
@@ -287,17 +297,14 @@ def write_checkpoint_plots(
     Returns:
       The paths written.
     """
-    out = run_dir.plots_dir
-    gh, gw = record["grid"]
-    patch_size = record["patch_size"]
-    about = f"{record['dataset']}, {record['num_images']} images"
+    out, about = run_dir.plots_dir, _about(record, with_step=False)
     return [
         plots.plot_per_head(
             np.asarray(record["per_head"]["mad_unnorm_px"]),
             out / "mad_px_vit_paper.png",
             ylabel="mean attention distance (pixels)",
             title=f"Mean attention distance per head, the ViT paper's form\n{about}",
-            uniform=float(patch_distances((gh, gw)).mean() * patch_size),
+            uniform=_uniform_mad_px(record),
         ),
         plots.plot_rollout(
             images,

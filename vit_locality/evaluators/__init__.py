@@ -22,6 +22,8 @@ import importlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from vit_locality.config_fields import get_field
+
 if TYPE_CHECKING:  # the workdir reads evaluator_options: no import of it, or of the model
     import ml_collections
     import numpy as np
@@ -47,7 +49,8 @@ class Evaluator(Protocol):
 
 
 def evaluator_options(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """`config.evals` as {name: options with `type`}, for a ConfigDict or a saved config.json.
+    """`config.evals` as {name: options with `type`}, for a ConfigDict or a saved config.json;
+    an option set to None is left out (unset).
 
     A config saved before evaluators were dicts holds a comma-separated string of types
     ("classification,locality") whose options were the fields `eval_every_steps` and
@@ -55,17 +58,34 @@ def evaluator_options(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     as the same evaluators."""
     evals = config.get("evals", "classification")
     if isinstance(evals, str):
-        analysis = config["analysis"]
-        legacy = {
-            "classification": {"every_steps": config.get("eval_every_steps")},
+        short_names = {  # option -> the field that held it
+            "classification": {"every_steps": "eval_every_steps"},
             "locality": {
-                "num_images": analysis["num_images"],
-                "every_epochs": analysis["every_epochs"],
+                "num_images": "analysis.num_images",
+                "every_epochs": "analysis.every_epochs",
             },
         }
         names = [name.strip() for name in evals.split(",") if name.strip()]
-        evals = {name: legacy.get(name, {}) for name in names}
-    return {name: {"type": name, **dict(options)} for name, options in evals.items()}
+        evals = {
+            name: {
+                option: get_field(config, field, None)
+                for option, field in short_names.get(name, {}).items()
+            }
+            for name in names
+        }
+    return {
+        name: {"type": name, **{k: v for k, v in dict(options).items() if v is not None}}
+        for name, options in evals.items()
+    }
+
+
+def locality_num_images(config: Mapping[str, Any]) -> int:
+    """How many test images the run's locality evaluator analyses (`analysis.num_images` for a
+    run without one)."""
+    for options in evaluator_options(config).values():
+        if options["type"] == "locality":
+            return options["num_images"]
+    return config["analysis"]["num_images"]
 
 
 def period_steps(options: Mapping[str, Any], steps_per_epoch: int) -> int:

@@ -7,13 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
-import numpy as np
-from jax.sharding import Mesh
 
 from vit_locality.data.eval_input import eval_batches
 from vit_locality.evaluators import Context, period_steps
 from vit_locality.parallel import sharding
-from vit_locality.predict import Predictor
 from vit_locality.step import make_eval_step
 
 
@@ -22,22 +19,15 @@ class Classification:
 
     name = "classification"
 
-    def __init__(
-        self,
-        predictor: Predictor,
-        images: np.ndarray,
-        labels: np.ndarray,
-        *,
-        batch_size: int,
-        mesh: Mesh,
-        every_steps: int,
-    ):
-        self.every_steps = every_steps
-        self._images, self._labels = images, labels
-        self._num_classes = predictor.model.num_classes
-        self._batch_size, self._mesh = batch_size, mesh
+    def __init__(self, context: Context, options: Mapping[str, Any]):
+        """Every test example, in batches of `config.batch_size`."""
+        self.every_steps = period_steps(options, context.plan.steps_per_epoch)
+        self._images, self._labels = context.test_images, context.test_labels
+        self._num_classes = context.predictor.model.num_classes
+        self._batch_size, self._mesh = context.config.batch_size, context.mesh
         self._eval_step = jax.jit(
-            make_eval_step(predictor, self._num_classes), out_shardings=sharding.replicated(mesh)
+            make_eval_step(context.predictor, self._num_classes),
+            out_shardings=sharding.replicated(context.mesh),
         )
 
     def run(self, params: Any, step: int) -> tuple[dict[str, float], str]:
@@ -63,12 +53,4 @@ class Classification:
 
 
 def build(context: Context, options: Mapping[str, Any]) -> Classification:
-    """Every test example, in batches of `config.batch_size`."""
-    return Classification(
-        context.predictor,
-        context.test_images,
-        context.test_labels,
-        batch_size=context.config.batch_size,
-        mesh=context.mesh,
-        every_steps=period_steps(options, context.plan.steps_per_epoch),
-    )
+    return Classification(context, options)

@@ -8,8 +8,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
-import numpy as np
-from jax.sharding import Mesh
 
 from vit_locality.analysis.results import (
     analyze_and_write,
@@ -17,8 +15,6 @@ from vit_locality.analysis.results import (
     write_training_curves,
 )
 from vit_locality.evaluators import Context, period_steps
-from vit_locality.predict import Predictor
-from vit_locality.workdir import RunDir
 
 
 class Locality:
@@ -27,20 +23,13 @@ class Locality:
 
     name = "locality"
 
-    def __init__(
-        self,
-        run_dir: RunDir,
-        predictor: Predictor,
-        images: np.ndarray,
-        *,
-        dataset: str,
-        batch_size: int,
-        mesh: Mesh,
-        every_steps: int,
-    ):
-        self.every_steps = every_steps
-        self._run_dir, self._predictor, self._images = run_dir, predictor, images
-        self._dataset, self._batch_size, self._mesh = dataset, batch_size, mesh
+    def __init__(self, context: Context, options: Mapping[str, Any]):
+        """The first `num_images` test images, in batches of `config.batch_size`."""
+        self.every_steps = period_steps(options, context.plan.steps_per_epoch)
+        self._run_dir, self._predictor = context.run_dir, context.predictor
+        self._images = context.test_images[: options["num_images"]]
+        self._dataset, self._batch_size = context.config.dataset, context.config.batch_size
+        self._mesh = context.mesh
 
     def run(self, params: Any, step: int) -> tuple[dict[str, float], str]:
         record = analyze_and_write(
@@ -64,14 +53,4 @@ class Locality:
 
 
 def build(context: Context, options: Mapping[str, Any]) -> Locality:
-    """The first `num_images` test images."""
-    config = context.config
-    return Locality(
-        context.run_dir,
-        context.predictor,
-        context.test_images[: options["num_images"]],
-        dataset=config.dataset,
-        batch_size=config.batch_size,
-        mesh=context.mesh,
-        every_steps=period_steps(options, context.plan.steps_per_epoch),
-    )
+    return Locality(context, options)

@@ -29,8 +29,7 @@ from etils import epath
 
 from vit_locality.report.conditions import (
     DATASET_NAMES,
-    PAPER_CUTMIX_MAX,
-    PAPER_NO_CUTMIX_MIN,
+    PAPER,
     group_runs,
     load_runs,
 )
@@ -73,8 +72,8 @@ def write_report(paths: Sequence[str | pathlib.Path], out: str | pathlib.Path) -
             lines += [f"### {title}", ""]
             if dataset == "cifar100":
                 lines += [
-                    f"The paper: every condition with CutMix has min MAD ≤ {PAPER_CUTMIX_MAX}, "
-                    f"every one without ≥ {PAPER_NO_CUTMIX_MIN:.3f}. *agrees*: our mean is on "
+                    f"The paper: every condition with CutMix has min MAD ≤ {PAPER.cutmix_max}, "
+                    f"every one without ≥ {PAPER.no_cutmix_min:.3f}. *agrees*: our mean is on "
                     "the paper's side of its bound.",
                     "",
                 ]

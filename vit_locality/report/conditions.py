@@ -17,6 +17,7 @@ from etils import epath
 from vit_locality.augment import protocol
 from vit_locality.config_fields import flatten
 from vit_locality.errors import UserError
+from vit_locality.evaluators import evaluator_options
 from vit_locality.workdir import RunDir, is_remote
 
 DATASET_NAMES = {
@@ -25,10 +26,26 @@ DATASET_NAMES = {
     "tiny_imagenet": "Tiny-ImageNet",
     "fashion_mnist": "Fashion-MNIST",
 }
-# The paper's ablation, in its order, and the published first-layer minimum MAD on CIFAR-100.
+# The paper's ablation, in its order.
 ABLATION = ("baseline", "aa", "cm", "ls", "aa+cm", "aa+ls", "cm+ls", "modern")
-PAPER_MIN_MAD = {("cifar100", "baseline"): 0.316, ("cifar100", "modern"): 0.008}
-PAPER_CUTMIX_MAX, PAPER_NO_CUTMIX_MIN = 0.024, 0.210
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperNumbers:
+    """What the paper publishes (its abstract): the first-layer minimum MAD by (dataset,
+    condition), and the ablation's split: every condition with CutMix at most `cutmix_max`,
+    every one without at least `no_cutmix_min`."""
+
+    min_mad: dict[tuple[str, str], float]
+    cutmix_max: float
+    no_cutmix_min: float
+
+
+PAPER = PaperNumbers(
+    min_mad={("cifar100", "baseline"): 0.316, ("cifar100", "modern"): 0.008},
+    cutmix_max=0.024,
+    no_cutmix_min=0.210,
+)
 # Config fields that do not change what a run trains (grouping ignores them).
 LABEL_FIELDS = ("seed", "protocol")
 
@@ -129,8 +146,7 @@ def group_runs(runs: Iterable[RunResults]) -> list[Group]:
     """Runs grouped by config minus `LABEL_FIELDS`, in dataset and condition order."""
     by_key: dict[str, Group] = {}
     for run in runs:
-        flat = {k: v for k, v in flatten(run.config).items() if k not in LABEL_FIELDS}
-        key = json.dumps(flat, sort_keys=True)
+        key = json.dumps(_compared_fields(run.config), sort_keys=True)
         if key not in by_key:
             dataset, found = run.config["dataset"], protocol.components_of(run.config)
             by_key[key] = Group(dataset, protocol.condition_name(found, dataset), found, [])
@@ -145,6 +161,15 @@ def group_runs(runs: Iterable[RunResults]) -> list[Group]:
     return groups
 
 
+def _compared_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """The config's fields by dotted name, less `LABEL_FIELDS`, with the evaluators in one form
+    (`evals.<name>.<option>`, their short names folded in) whatever the age of config.json."""
+    evals = evaluator_options(config)
+    rest = {k: v for k, v in config.items() if k not in ("evals", "eval_every_steps", "analysis")}
+    flat = flatten({**rest, "evals": evals})
+    return {k: v for k, v in flat.items() if k not in LABEL_FIELDS}
+
+
 def _order(group: Group) -> tuple:
     datasets = list(DATASET_NAMES)
     dataset = datasets.index(group.dataset) if group.dataset in datasets else len(datasets)
@@ -156,11 +181,9 @@ def _difference(group: Group, namesakes: list[Group]) -> str:
     """` [field=value, ...]`: the fields where `group` differs from a same-named group."""
     if len(namesakes) < 2:
         return ""
-    flats = [flatten(g.runs[0].config) for g in namesakes]
-    mine = flatten(group.runs[0].config)
+    flats = [_compared_fields(g.runs[0].config) for g in namesakes]
+    mine = _compared_fields(group.runs[0].config)
     fields = sorted(
-        k
-        for k in set().union(*flats)
-        if k not in LABEL_FIELDS and len({json.dumps(f.get(k)) for f in flats}) > 1
+        k for k in set().union(*flats) if len({json.dumps(f.get(k)) for f in flats}) > 1
     )
     return " [" + ", ".join(f"{k}={mine.get(k)}" for k in fields) + "]"

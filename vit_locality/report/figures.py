@@ -13,9 +13,7 @@ import numpy as np
 from vit_locality.analysis.locality import patch_distances
 from vit_locality.analysis.plots import new_figure, save_figure
 from vit_locality.report.conditions import (
-    PAPER_CUTMIX_MAX,
-    PAPER_MIN_MAD,
-    PAPER_NO_CUTMIX_MIN,
+    PAPER,
     Group,
     RunResults,
 )
@@ -58,8 +56,7 @@ def per_head_figure(
         ax.set_ylabel(ylabel)
     axes.flat[0].set_ylim(bottom=0)
     note = "dotted: uniform attention" if metric == "mad" else "dotted: uniform (1)"
-    fig.suptitle(f"{metric} per head ({note})", fontsize=10)
-    save_figure(fig, path)
+    save_figure(fig, path, suptitle=f"{metric} per head ({note})", fontsize=10)
     return True
 
 
@@ -83,19 +80,19 @@ def conditions_figure(groups: list[Group], path: pathlib.Path) -> bool:
         err = np.std(values, ddof=1) if len(values) > 1 else 0.0
         ax.bar(i, np.mean(values), color=color, yerr=err, capsize=3)
         ax.scatter([i] * len(values), values, color="black", s=8, zorder=3)
-        published = PAPER_MIN_MAD.get((g.dataset, g.condition))
+        published = PAPER.min_mad.get((g.dataset, g.condition))
         if published is not None:
             ax.scatter(i, published, marker="x", color="red", s=40, zorder=4)
-    ax.axhline(PAPER_CUTMIX_MAX, color="tab:orange", ls="--", lw=1)
-    ax.axhline(PAPER_NO_CUTMIX_MIN, color="tab:blue", ls="--", lw=1)
+    ax.axhline(PAPER.cutmix_max, color="tab:orange", ls="--", lw=1)
+    ax.axhline(PAPER.no_cutmix_min, color="tab:blue", ls="--", lw=1)
     ax.set_xticks(range(len(groups)), [g.label for g in groups], rotation=45, ha="right")
     ax.set_ylabel("min MAD, layer 1")
     ax.set_title("CIFAR-100: first-layer minimum MAD per condition (dots: seeds)", fontsize=9)
     legend = [
         Patch(color="tab:orange", label="with CutMix"),
         Patch(color="tab:blue", label="without CutMix"),
-        Line2D([], [], color="tab:orange", ls="--", label=f"paper: ≤ {PAPER_CUTMIX_MAX}"),
-        Line2D([], [], color="tab:blue", ls="--", label=f"paper: ≥ {PAPER_NO_CUTMIX_MIN}"),
+        Line2D([], [], color="tab:orange", ls="--", label=f"paper: ≤ {PAPER.cutmix_max}"),
+        Line2D([], [], color="tab:blue", ls="--", label=f"paper: ≥ {PAPER.no_cutmix_min}"),
         Line2D([], [], color="red", marker="x", ls="", label="paper: published"),
     ]
     ax.legend(handles=legend, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))

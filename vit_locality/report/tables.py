@@ -11,9 +11,7 @@ from vit_locality.augment import protocol
 from vit_locality.report.conditions import (
     ABLATION,
     DATASET_NAMES,
-    PAPER_CUTMIX_MAX,
-    PAPER_MIN_MAD,
-    PAPER_NO_CUTMIX_MIN,
+    PAPER,
     Group,
 )
 
@@ -50,14 +48,14 @@ def _paper_bound(group: Group) -> tuple[float, str] | None:
     if group.dataset != "cifar100" or group.condition not in ABLATION:
         return None
     if "cm" in group.components:
-        return PAPER_CUTMIX_MAX, "≤"
-    return PAPER_NO_CUTMIX_MIN, "≥"
+        return PAPER.cutmix_max, "≤"
+    return PAPER.no_cutmix_min, "≥"
 
 
 def _paper_cell(group: Group, bounds: bool = True) -> str:
     """The published min MAD and (with `bounds`) the ablation's bound, e.g. `0.316 / ≥ 0.210`."""
     parts = []
-    published = PAPER_MIN_MAD.get((group.dataset, group.condition))
+    published = PAPER.min_mad.get((group.dataset, group.condition))
     if published is not None:
         parts.append(f"{published:.3f}")
     bound = _paper_bound(group)

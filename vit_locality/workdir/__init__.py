@@ -105,7 +105,7 @@ class RunDir:
         final = self.final_step()
         if final is None:
             return False
-        evals = evaluator_options(self.read_config()).values()
+        evals = evaluator_options(self.read_config() or {}).values()
         keys = ["train/loss", *(ROW_KEYS[options["type"]] for options in evals)]
         return self.has_rows(final, keys)
 

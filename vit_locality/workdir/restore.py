@@ -44,7 +44,7 @@ def restore_params(
                 f"--step={step} is not a saved checkpoint of {workdir}; saved steps: "
                 + ", ".join(str(s) for s in sorted(saved))
             )
-        model = build_model(config.model, DATASETS[config.dataset].num_classes)
+        model = build_model(config)
         mesh = sharding.make_mesh()
         _, tx = train_state.optimizer(config)  # the optimizer state's structure only
         like = train_state.abstract_state(config, model, tx, mesh)

@@ -1,0 +1,38 @@
+"""The README's code map (its Layout section) names every module of the tree, and only modules
+that exist."""
+
+import re
+
+from .conftest import REPO_ROOT
+
+CODE_DIRS = ("vit_locality", "benchmarks", "scripts", "configs")
+
+
+def _code_map() -> str:
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index("\n## Layout\n") :]
+    return section[section.index("```") + 3 : section.index("```", section.index("```") + 3)]
+
+
+def test_every_module_of_the_package_is_in_the_code_map():
+    code_map = _code_map()
+    missing = [
+        str(path.relative_to(REPO_ROOT))
+        for path in sorted((REPO_ROOT / "vit_locality").rglob("*.py"))
+        if path.name not in ("__init__.py", "__main__.py")
+        and not re.search(rf"(?<![\w.]){re.escape(path.name)}\b", code_map)
+    ]
+    assert not missing, f"modules the README's Layout does not name: {missing}"
+
+
+def test_every_module_the_code_map_names_exists():
+    existing = {path.name for d in CODE_DIRS for path in (REPO_ROOT / d).rglob("*.py")}
+    named = set(re.findall(r"(?<![\w.])(\w+\.py)\b", _code_map()))
+    assert named - existing == set(), (
+        f"the README's Layout names missing modules: {named - existing}"
+    )
+    folders = set(re.findall(r"(?<![\w./])([a-z_]+)/(?=\s)", _code_map()))
+    missing = {
+        f for f in folders if not any((REPO_ROOT / d / f).is_dir() for d in (".", *CODE_DIRS))
+    }
+    assert not missing, f"the README's Layout names missing folders: {missing}"
