@@ -38,34 +38,30 @@ _CHECKPOINT = flags.DEFINE_string(
     "A timm or Hugging Face folder, a bare timm .safetensors / .pth (with --arch), a .npz, or a "
     "run directory of this project.",
 )
-_ARCH = flags.DEFINE_string(
+flags.DEFINE_string(
     "arch", None, "With a bare timm state dict: timm's model name, e.g. vit_base_patch16_224."
 )
-_NUM_HEADS = flags.DEFINE_integer(
+flags.DEFINE_integer(
     "num_heads", None, "With a bare timm state dict: its heads (default: from --arch's name)."
 )
-_FORMAT = flags.DEFINE_string(
-    "format", None, "timm, big_vision, hf or project (default: detected)."
-)
+flags.DEFINE_string("format", None, "timm, big_vision, hf or project (default: detected).")
 _IMAGES = flags.DEFINE_string("images", None, "With --checkpoint: a folder of JPEG/PNG images.")
-_DATASET = flags.DEFINE_string(
+flags.DEFINE_string(
     "dataset", None, "With --checkpoint, instead of --images: this dataset's test split."
 )
 _OUT = flags.DEFINE_string("out", None, "With --checkpoint: where locality.json and plots/ go.")
-_GELU = flags.DEFINE_string(
-    "gelu", None, "With --checkpoint: exact or tanh (default: the format's)."
-)
-_IMAGE_SIZE = flags.DEFINE_integer(
+flags.DEFINE_string("gelu", None, "With --checkpoint: exact or tanh (default: the format's).")
+flags.DEFINE_integer(
     "image_size",
     None,
     "With --checkpoint: analyse at this square size (position embedding resampled).",
 )
-_RESIZE = flags.DEFINE_integer("resize", None, "With --checkpoint: shorter side before the crop.")
-_INTERPOLATION = flags.DEFINE_string("interpolation", None, "With --checkpoint: resize filter.")
+flags.DEFINE_integer("resize", None, "With --checkpoint: shorter side before the crop.")
+flags.DEFINE_string("interpolation", None, "With --checkpoint: resize filter.")
 _MEAN = flags.DEFINE_list("mean", None, "With --checkpoint: per-channel mean in [0, 1] units.")
 _STD = flags.DEFINE_list("std", None, "With --checkpoint: per-channel std in [0, 1] units.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "With --checkpoint: images per pass.")
-_ROLLOUT = flags.DEFINE_string(
+flags.DEFINE_integer("batch_size", 32, "With --checkpoint: images per pass.")
+flags.DEFINE_string(
     "rollout", "mean", "With --checkpoint: head fusion of attention rollout (mean, max, min)."
 )
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to analyse (default: the latest).")
@@ -158,23 +154,29 @@ def _numbers(name: str, values: list[str] | None) -> tuple[float, ...] | None:
         ) from None
 
 
+# Flags analyze_checkpoint takes by their own names.
+_CHECKPOINT_OPTIONS = (
+    "dataset",
+    "data_dir",
+    "format",
+    "gelu",
+    "arch",
+    "num_heads",
+    "num_images",
+    "batch_size",
+    "rollout",
+    "image_size",
+    "resize",
+    "interpolation",
+)
+
+
 def _analyze_checkpoint() -> dict[str, Any]:
     return analyze_checkpoint(
         _CHECKPOINT.value,
         _IMAGES.value,
         _OUT.value,
-        dataset=_DATASET.value,
-        data_dir=_DATA_DIR.value,
-        format=_FORMAT.value,
-        gelu=_GELU.value,
-        arch=_ARCH.value,
-        num_heads=_NUM_HEADS.value,
-        num_images=_NUM_IMAGES.value,
-        batch_size=_BATCH_SIZE.value,
-        rollout=_ROLLOUT.value,
-        image_size=_IMAGE_SIZE.value,
-        resize=_RESIZE.value,
-        interpolation=_INTERPOLATION.value,
+        **{name: flags.FLAGS[name].value for name in _CHECKPOINT_OPTIONS},
         mean=_numbers("mean", _MEAN.value),
         std=_numbers("std", _STD.value),
     )
