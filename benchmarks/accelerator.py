@@ -37,7 +37,6 @@ import json
 import os
 import pathlib
 import re
-import signal
 import statistics
 import sys
 import tempfile
@@ -65,7 +64,6 @@ NO_TENSORFLOW_TESTS = (  # cheapest first: a stop at the limit keeps the most co
     "tests/test_step.py",
     "tests/test_analysis_pass.py",
     "tests/test_device_input.py",
-    "tests/test_device_augment.py",
     "tests/test_device_modern.py",
 )
 VERSIONS = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections", "torch", "timm")
@@ -99,10 +97,6 @@ TINY = {
     "min_start_s": 5,
     "repro_args": ["--tiny", "--max_runs=2"],
 }
-
-
-class Stopped(Exception):
-    """The visit got SIGTERM."""
 
 
 class NoTime(Exception):
@@ -406,7 +400,7 @@ def stage(visit: Visit, sizes: dict, name: str, function, *args):
     except NoTime:
         status = "no time left"
         return None
-    except Stopped:
+    except process_group.Stopped:
         raise
     except Exception as e:  # a stage that breaks does not take the later ones with it
         status = f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
@@ -415,10 +409,6 @@ def stage(visit: Visit, sizes: dict, name: str, function, *args):
         seconds = round(time.monotonic() - began, 1)
         visit.row({"name": "stage", "stage": name, "status": status, "seconds": seconds})
         visit.write_summary()
-
-
-def stop(signum, frame):
-    raise Stopped
 
 
 def main(argv: list[str]) -> int:
@@ -436,14 +426,14 @@ def main(argv: list[str]) -> int:
             return 2
     sizes = TINY if args.tiny else FULL
     visit = Visit(pathlib.Path(args.out).resolve(), args.budget_s, argv)
-    signal.signal(signal.SIGTERM, stop)
+    process_group.raise_on_sigterm()
     try:
         stage(visit, sizes, "env", environment)
         stage(visit, sizes, "tests", tests)
         img_per_s = stage(visit, sizes, "speed", speed)
         stage(visit, sizes, "reproduction", reproduction, str(data), img_per_s)
         stage(visit, sizes, "more_speed", more_speed)
-    except Stopped:
+    except process_group.Stopped:
         visit.row({"name": "stopped", "reason": "SIGTERM", "left_s": round(visit.left())})
     visit.row({"name": "done", "wall_s": round(time.monotonic() - visit.began, 1)})
     visit.write_summary()

@@ -35,7 +35,6 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -72,10 +71,6 @@ TINY = {
     "analysis.every_epochs": "100",
 }
 KEPT = ("config.json", "plan.json", "metrics.jsonl", "locality.json")
-
-
-class Stopped(Exception):
-    """SIGTERM: stop training, pack what is finished."""
 
 
 def dataset_of(run: sweep.Run) -> str:
@@ -335,13 +330,10 @@ def main(argv: list[str]) -> int:
     runs = plan_runs(args.data, args.tiny, args.img_per_s, args.budget_s)[: args.max_runs]
     reproduction = Reproduction(runs, pathlib.Path(args.root), pathlib.Path(args.out), args)
 
-    def stop(signum, frame):
-        raise Stopped
-
-    signal.signal(signal.SIGTERM, stop)
+    process_group.raise_on_sigterm()
     try:
         reproduction.train()
-    except Stopped:
+    except process_group.Stopped:
         print("SIGTERM: packing the runs finished so far", flush=True)
         reproduction.pack()
     finished = reproduction.finished()

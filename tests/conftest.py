@@ -16,15 +16,20 @@ os.environ["XLA_FLAGS"] = (
 import pytest  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-# The real data: data/ in the repository where it was copied there (as on an accelerator machine,
-# which gets only the repository), else ../shared/data beside the checkout.
-DATA_DIR = next(
-    (d for d in (REPO_ROOT / "data", REPO_ROOT.parent / "shared" / "data") if d.is_dir()),
-    REPO_ROOT.parent / "shared" / "data",
-)
-CIFAR10_SAMPLE = DATA_DIR / "cifar10-sample"
-CIFAR100_SAMPLE = DATA_DIR / "cifar100-sample"
-FASHION_MNIST = DATA_DIR / "fashion-mnist"
+# The real data, each dataset from data/ in the repository where it was copied there (as on an
+# accelerator machine, which gets only the repository), else from ../shared/data beside the
+# checkout.
+_DATA_DIRS = (REPO_ROOT / "data", REPO_ROOT.parent / "shared" / "data")
+
+
+def real_data(name: str) -> pathlib.Path:
+    return next((d / name for d in _DATA_DIRS if (d / name).is_dir()), _DATA_DIRS[-1] / name)
+
+
+CIFAR10_SAMPLE = real_data("cifar10-sample")
+CIFAR100_SAMPLE = real_data("cifar100-sample")
+FASHION_MNIST = real_data("fashion-mnist")
+DATA_DIR = CIFAR10_SAMPLE.parent  # what scripts/reproduce.py --data takes
 # locality.json's keys, in order, as docs/locality.md gives them.
 LOCALITY_JSON_KEYS = [
     "step",

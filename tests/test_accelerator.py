@@ -17,7 +17,7 @@ import pytest
 
 from vit_locality import process_group
 
-from .conftest import CIFAR10_SAMPLE, DATA_DIR, FASHION_MNIST, REPO_ROOT
+from .conftest import CIFAR10_SAMPLE, FASHION_MNIST, REPO_ROOT
 
 needs_data = pytest.mark.skipif(
     not (CIFAR10_SAMPLE / "test_batch.bin").exists() or not FASHION_MNIST.is_dir(),
@@ -46,8 +46,8 @@ def as_there(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path, dict[str, st
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             (repo / name).write_bytes(source.read_bytes())
     (repo / "data").mkdir()
-    for folder in ("cifar10-sample", "fashion-mnist"):
-        (repo / "data" / folder).symlink_to(DATA_DIR / folder)
+    for real in (CIFAR10_SAMPLE, FASHION_MNIST):
+        (repo / "data" / real.name).symlink_to(real)
 
     bare = root / "python"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", bare], check=True)

@@ -38,6 +38,15 @@ def saved(tmp_path):
     ckpt.close()
 
 
+def restore_error(saved, monkeypatch, inner):
+    """The UserError restoring step 4 raises when orbax fails with tensorstore's `inner`."""
+    ckpt, state = saved
+    monkeypatch.setattr(ckpt._manager, "restore", raising(failure(inner)))
+    with pytest.raises(UserError) as error:
+        ckpt.restore(4, state)
+    return ckpt, error.value
+
+
 @pytest.mark.parametrize(
     "inner",
     [
@@ -46,11 +55,9 @@ def saved(tmp_path):
     ],
 )
 def test_undecodable_bytes_are_an_unreadable_checkpoint(saved, monkeypatch, inner):
-    ckpt, state = saved
-    monkeypatch.setattr(ckpt._manager, "restore", raising(failure(inner)))
-    with pytest.raises(checkpointing.UnreadableCheckpoint) as error:
-        ckpt.restore(4, state)
-    assert str(error.value) == f"checkpoint {ckpt._directory / '4'} cannot be restored ({inner})"
+    ckpt, error = restore_error(saved, monkeypatch, inner)
+    assert isinstance(error, checkpointing.UnreadableCheckpoint)
+    assert str(error) == f"checkpoint {ckpt._directory / '4'} cannot be restored ({inner})"
 
 
 @pytest.mark.parametrize(
@@ -62,12 +69,9 @@ def test_undecodable_bytes_are_an_unreadable_checkpoint(saved, monkeypatch, inne
     ],
 )
 def test_a_checkpoint_that_could_not_be_read_this_time_is_left_as_it_is(saved, monkeypatch, inner):
-    ckpt, state = saved
-    monkeypatch.setattr(ckpt._manager, "restore", raising(failure(inner)))
-    with pytest.raises(UserError) as error:
-        ckpt.restore(4, state)
-    assert not isinstance(error.value, checkpointing.UnreadableCheckpoint)
-    assert str(error.value) == (
+    ckpt, error = restore_error(saved, monkeypatch, inner)
+    assert not isinstance(error, checkpointing.UnreadableCheckpoint)
+    assert str(error) == (
         f"checkpoint {ckpt._directory / '4'} cannot be restored ({inner}); it is left as it is: "
         "run again once that is fixed"
     )

@@ -16,12 +16,20 @@ import pytest
 from vit_locality.workdir import RunDir
 
 from .conftest import CIFAR10_SAMPLE, REPO_ROOT
-from .test_train_e2e import TINY
+from .test_train_e2e import TINY, saved_step, without_speed
 
 pytestmark = pytest.mark.skipif(
     not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"
 )
-SHORT = ["--config.total_steps=20", "--config.eval_every_steps=10", "--config.log_every_steps=5"]
+
+
+def schedule(total_steps: int, log_every: int = 5, eval_every: int | None = 1000) -> list[str]:
+    """The run's length and periods as flags (eval_every None: the config's)."""
+    flags = [f"--config.total_steps={total_steps}", f"--config.log_every_steps={log_every}"]
+    return flags + ([f"--config.eval_every_steps={eval_every}"] if eval_every else [])
+
+
+SHORT = schedule(20, eval_every=10)
 
 
 def free_port() -> int:
@@ -59,10 +67,6 @@ def finish(processes, timeout=240):
     return outputs
 
 
-def without_speed(rows):
-    return [{k: v for k, v in row.items() if k != "train/img_per_s"} for row in rows]
-
-
 def test_two_processes_train_as_one_process_with_as_many_devices(tmp_path):
     """Same global mesh and the same per-device rows. The cross-device sums (gradients, losses,
     eval counts) run in another order across processes (gloo) than within one (XLA), but with
@@ -80,21 +84,17 @@ def test_two_processes_train_as_one_process_with_as_many_devices(tmp_path):
 
 def test_a_sigterm_to_one_process_stops_both_at_the_same_step_and_a_rerun_finishes(tmp_path):
     workdir = tmp_path / "run"
-    long = [
-        "--config.total_steps=300",
-        "--config.log_every_steps=5",
-        "--config.eval_every_steps=1000",
-    ]
+    long = schedule(300)
     processes = start(workdir, 2, 2, *long)
     for line in processes[0].stdout:  # training has started on both: a collective ran
         if line.startswith("step 10/300"):
             break
     processes[1].send_signal(signal.SIGTERM)
     out0, out1 = finish(processes)
-    saved = int(out0.split("SIGTERM: saved step ")[1].split(";")[0])
+    saved = saved_step(out0)
     assert 10 < saved < 300  # agreed within seconds, at a step both derived alike
     assert "SIGTERM" not in out1
-    assert sorted(p.name for p in (workdir / "checkpoints").iterdir())[-1] == str(saved)
+    assert committed(workdir)[-1] == saved
 
     out0, _ = finish(start(workdir, 2, 2, *long))
     assert f"Resuming {workdir} from step {saved}/300" in out0
@@ -106,12 +106,7 @@ def test_a_sigterm_is_agreed_within_seconds_whatever_the_log_period(tmp_path):
     """log_every_steps beyond the run's end: the processes still agree on a SIGTERM within
     seconds, save the same step and exit 0."""
     workdir = tmp_path / "run"
-    rare_logs = [
-        "--config.total_steps=600",
-        "--config.log_every_steps=1000",
-        "--config.eval_every_steps=1000",
-    ]
-    processes = start(workdir, 2, 2, *rare_logs)
+    processes = start(workdir, 2, 2, *schedule(600, log_every=1000))
     checkpoint = workdir / "checkpoints" / "20"  # TINY saves every 20 steps: training runs
     deadline = time.time() + 240
     while not checkpoint.is_dir():
@@ -121,7 +116,7 @@ def test_a_sigterm_is_agreed_within_seconds_whatever_the_log_period(tmp_path):
     signalled = time.time()
     out0, out1 = finish(processes)
     assert "SIGTERM: saved step " in out0, out0[-3000:]
-    saved = int(out0.split("SIGTERM: saved step ")[1].split(";")[0])
+    saved = saved_step(out0)
     assert 20 <= saved < 600 and "SIGTERM" not in out1
     assert time.time() - signalled < 60
     assert committed(workdir)[-1] == saved
@@ -202,7 +197,7 @@ def test_no_process_returns_before_process_0_has_written_the_run(tmp_path):
 def test_a_collective_that_cannot_complete_ends_the_run_in_one_line(tmp_path):
     """Process 1 stops (SIGSTOP) mid-run: process 0, waiting in a collective, ends within the
     timeout with one line naming the step, exit 1, instead of blocking for ever."""
-    long = ["--config.total_steps=300", "--config.log_every_steps=5", "--collective_timeout=10"]
+    long = [*schedule(300, eval_every=None), "--collective_timeout=10"]
     processes = start(tmp_path / "run", 2, 1, *long)
     for line in processes[0].stdout:
         if line.startswith("step 10/300"):

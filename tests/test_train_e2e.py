@@ -81,6 +81,11 @@ def without_speed(rows):
     return [{k: v for k, v in row.items() if k != "train/img_per_s"} for row in rows]
 
 
+def saved_step(output: str) -> int:
+    """The step of the "SIGTERM: saved step N; ..." line in a run's output."""
+    return int(output.split("SIGTERM: saved step ")[1].split(";")[0])
+
+
 def tensorboard_points(workdir):
     """Every (step, tag, value) of the run's TensorBoard event files, in order."""
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
@@ -195,7 +200,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path):
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output[-3000:]
-    saved = int(output.split("SIGTERM: saved step ")[1].split(";")[0])
+    saved = saved_step(output)
     assert 20 <= saved < TOTAL_STEPS
     assert (workdir / "checkpoints" / str(saved)).is_dir()
 

@@ -61,3 +61,17 @@ def _signal(child: subprocess.Popen, signum: int, own_group: bool) -> None:
             child.send_signal(signum)
     except ProcessLookupError:  # the group is already empty
         pass
+
+
+class Stopped(Exception):
+    """This process got SIGTERM, after `raise_on_sigterm`."""
+
+
+def raise_on_sigterm() -> None:
+    """From now on a SIGTERM raises `Stopped` where the main thread is: a child that `run` waits
+    for is then stopped with its group, and the caller packs what it has."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise Stopped
+
+    signal.signal(signal.SIGTERM, stop)

@@ -41,14 +41,20 @@ class TrainingDiverged(RuntimeError):
     """The loss or the gradient norm became non-finite."""
 
 
+# With several processes, how often they agree on whether a SIGTERM came (seconds; a target,
+# reached from the measured seconds per step).
+AGREEMENT_EVERY_S = 2.0
+
+
 class _StopAgreement:
     """Whether a SIGTERM reached any process, asked at every step, answered on every process
-    alike. One process checks its flag every step. Several agree about every `every_s` seconds
-    whatever log_every_steps is: each agreement all-gathers every process's flag and seconds per
-    step since the last one, from which all derive the same number of steps to the next."""
+    alike. One process checks its flag every step. Several agree about every AGREEMENT_EVERY_S
+    seconds whatever log_every_steps is: each agreement all-gathers every process's flag and
+    seconds per step since the last one, from which all derive the same number of steps to the
+    next."""
 
-    def __init__(self, stop: SigtermFlag, step_num: int, every_s: float = 2.0):
-        self._stop, self._every_s = stop, every_s
+    def __init__(self, stop: SigtermFlag, step_num: int):
+        self._stop = stop
         self._next = step_num
         self._since_step, self._since = step_num, time.perf_counter()
 
@@ -61,7 +67,8 @@ class _StopAgreement:
         now, steps = time.perf_counter(), step_num - self._since_step
         per_step = (now - self._since) / steps if steps else math.inf  # inf: no step to time
         gathered = multihost.gather([float(self._stop.received), per_step])  # [processes, 2]
-        self._next = step_num + max(1, int(self._every_s / max(float(gathered[:, 1].max()), 1e-9)))
+        slowest = max(float(gathered[:, 1].max()), 1e-9)
+        self._next = step_num + max(1, int(AGREEMENT_EVERY_S / slowest))
         self._since_step, self._since = step_num, now
         return bool(gathered[:, 0].any())
 
@@ -115,21 +122,20 @@ def _restore_latest_readable(ckpt: checkpointing.Checkpointer, like: Any) -> tup
     return None, 0
 
 
+def _due(evaluators: list[Evaluator], step_num: int, plan: StepPlan) -> list[Evaluator]:
+    """The evaluators that run at `step_num`: at their period and at the final step."""
+    return [e for e in evaluators if step_num % e.every_steps == 0 or step_num == plan.total_steps]
+
+
 def _cut_short(
     run_dir: RunDir, evaluators: list[Evaluator], step_num: int, plan: StepPlan
 ) -> list[Evaluator]:
     """The evaluators due at the resumed step `step_num` whose rows metrics.jsonl lacks (a kill
     came between its checkpoint and its evaluations), as process 0 reads them."""
-    due = [
-        e
-        for e in evaluators
-        if step_num and (step_num % e.every_steps == 0 or step_num == plan.total_steps)
-    ]
+    due = _due(evaluators, step_num, plan) if step_num else []
+    present = run_dir.keys_at(step_num) if jax.process_index() == 0 else set()
     missing = multihost.from_process_0(
-        [
-            jax.process_index() == 0 and not run_dir.has_rows(step_num, [ROW_KEYS[e.name]])
-            for e in due
-        ]
+        [jax.process_index() == 0 and ROW_KEYS[e.name] not in present for e in due]
     )
     return [e for e, m in zip(due, missing, strict=True) if m]
 
@@ -279,8 +285,9 @@ def _train_and_evaluate(
                 preempted = agreement.preempted(step_num)
                 must_save = step_num % config.ckpt_every_steps == 0 or is_last or preempted
                 epoch = step_num / plan.steps_per_epoch
+                log_now = step_num % config.log_every_steps == 0 or must_save
 
-                if step_num % config.log_every_steps == 0 or must_save:
+                if log_now:
                     fetched = [(s, jax.device_get(m)) for s, m in pending]
                     pending.clear()
                     _check_finite(fetched, writer)
@@ -310,10 +317,8 @@ def _train_and_evaluate(
                             f"SIGTERM: saved step {step_num}; resume by running again", flush=True
                         )
                     return {"step": step_num, "preempted": True}
-                evaluate(
-                    step_num, [e for e in evaluators if step_num % e.every_steps == 0 or is_last]
-                )
-                if step_num % config.log_every_steps == 0 or must_save:
+                evaluate(step_num, _due(evaluators, step_num, plan))
+                if log_now:
                     interval_start, interval_first_step = time.perf_counter(), step_num
         finally:
             ckpt.close()

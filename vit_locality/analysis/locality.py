@@ -65,6 +65,12 @@ def patch_distances(grid: tuple[int, int]) -> np.ndarray:
     return np.sqrt((diff**2).sum(-1)).astype(np.float32)
 
 
+def uniform_mad(grid: tuple[int, int]) -> float:
+    """The MAD, as a fraction of the image width, of uniform attention over a `gh x gw` grid
+    (0.517 for 8 x 8): the reference line of the figures."""
+    return float(patch_distances(tuple(grid)).mean() / grid[1])
+
+
 def locality_sums(
     attn: jax.Array,
     *,

@@ -28,11 +28,10 @@ from jax.sharding import Mesh
 from vit_locality.analysis import plots
 from vit_locality.analysis.attention_pass import (
     analyze_params,
-    centre_attention,
     centre_attention_layers,
     patch_grid,
 )
-from vit_locality.analysis.locality import DEFINITIONS, patch_distances, summarize
+from vit_locality.analysis.locality import DEFINITIONS, summarize, uniform_mad
 from vit_locality.predict import Predictor
 from vit_locality.workdir import RunDir
 
@@ -142,11 +141,6 @@ def _about(record: Mapping[str, Any], with_step: bool = True) -> str:
     return f"{record['dataset']}{step}, {record['num_images']} images"
 
 
-def _uniform_mad_px(record: Mapping[str, Any]) -> float:
-    """The MAD of uniform attention over the record's patch grid, in pixels."""
-    return float(patch_distances(tuple(record["grid"])).mean() * record["patch_size"])
-
-
 def write_locality_plots(
     run_dir: RunDir,
     record: Mapping[str, Any],
@@ -160,7 +154,7 @@ def write_locality_plots(
       record: its `locality.json` record (`locality_record`).
       images: uint8 `[B, H, W, C]`, a few raw eval images.
       maps: `[B, heads, gh, gw]`, their first-layer attention from the centre patch
-        (`attention_pass.centre_attention`).
+        (`attention_pass.centre_attention`, layer 0).
 
     Returns:
       The paths written.
@@ -174,7 +168,7 @@ def write_locality_plots(
             out / "mad_per_head.png",
             ylabel="mean attention distance (fraction of width)",
             title=f"Mean attention distance per head\n{about}",
-            uniform=_uniform_mad_px(record) / grid_px,
+            uniform=uniform_mad(record["grid"]),
             pixels_per_unit=grid_px,
         ),
         plots.plot_per_head(
@@ -217,8 +211,8 @@ def analyze_and_write(
     num_map_images: int = 4,
     rollout: str | None = None,
 ) -> dict[str, Any]:
-    """Analyses `params` on `images`; process 0 writes `locality.json` and the three figures
-    (five with `rollout`).
+    """Analyses `params` on `images`; process 0 writes `locality.json` and the three figures of
+    `write_locality_plots` (and with `rollout` the three of `write_checkpoint_plots`).
 
     Every process must call it (the pass is a collective over `mesh`) with the same `images`.
 
@@ -235,8 +229,8 @@ def analyze_and_write(
       num_map_images: how many of `images` the attention-map figure shows.
       rollout: None, or the head fusion of attention rollout (`attention_pass.ROLLOUT_FUSIONS`),
         computed in the same pass (one process only); then `plots/rollout.png` (the first
-        `num_map_images` images with their rollout) and `plots/mad_px_vit_paper.png` are
-        written too.
+        `num_map_images` images with their rollout), `plots/mad_px_vit_paper.png` and
+        `plots/attention_maps_layers.png` are written too.
 
     Returns:
       The `locality.json` record; `locality_scalars(record["summary"])` gives the metrics scalars.
@@ -257,14 +251,13 @@ def analyze_and_write(
         num_prefix_tokens=model.num_prefix_tokens,
     )
     map_images = images[:num_map_images]
-    maps = centre_attention(predictor, params, map_images)
+    maps = centre_attention_layers(predictor, params, map_images)  # [L, B, heads, gh, gw]
     if jax.process_index() == 0:
         write_locality(run_dir, record)
-        write_locality_plots(run_dir, record, map_images, maps)
+        write_locality_plots(run_dir, record, map_images, maps[0])
         if rollout_maps is not None:
-            layer_maps = centre_attention_layers(predictor, params, map_images[:1])[:, 0]
             write_checkpoint_plots(
-                run_dir, record, map_images, rollout_maps[:num_map_images], rollout, layer_maps
+                run_dir, record, map_images, rollout_maps[:num_map_images], rollout, maps[:, 0]
             )
     return record
 
@@ -304,7 +297,7 @@ def write_checkpoint_plots(
             out / "mad_px_vit_paper.png",
             ylabel="mean attention distance (pixels)",
             title=f"Mean attention distance per head, the ViT paper's form\n{about}",
-            uniform=_uniform_mad_px(record),
+            uniform=uniform_mad(record["grid"]) * record["grid"][1] * record["patch_size"],
         ),
         plots.plot_rollout(
             images,

@@ -39,6 +39,13 @@ PERIODS = ("every_steps", "every_epochs")
 OPTIONS = {"classification": PERIODS, "locality": (*PERIODS, "num_images")}
 REQUIRED = {"locality": ("num_images",)}
 ROW_KEYS = {"classification": "val/prec@1", "locality": "locality/min_mad_first_layer"}
+# The fields that hold the default evaluators' options under short names (the same fields by
+# reference in configs/common.py; the only place of those options in configs saved before
+# evaluators were dicts): type -> {option: field}.
+SHORT_NAMES = {
+    "classification": {"every_steps": "eval_every_steps"},
+    "locality": {"num_images": "analysis.num_images", "every_epochs": "analysis.every_epochs"},
+}
 
 
 class Evaluator(Protocol):
@@ -58,18 +65,11 @@ def evaluator_options(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     as the same evaluators."""
     evals = config.get("evals", "classification")
     if isinstance(evals, str):
-        short_names = {  # option -> the field that held it
-            "classification": {"every_steps": "eval_every_steps"},
-            "locality": {
-                "num_images": "analysis.num_images",
-                "every_epochs": "analysis.every_epochs",
-            },
-        }
         names = [name.strip() for name in evals.split(",") if name.strip()]
         evals = {
             name: {
                 option: get_field(config, field, None)
-                for option, field in short_names.get(name, {}).items()
+                for option, field in SHORT_NAMES.get(name, {}).items()
             }
             for name in names
         }

@@ -98,11 +98,11 @@ def analyze_checkpoint(
         raise UserError(
             f"--rollout={rollout!r} is not allowed: one of {', '.join(ROLLOUT_FUSIONS)}"
         )
+    if (images is None) == (dataset is None):
+        raise UserError("--checkpoint needs --images=DIR or --dataset=NAME, one of them")
     loaded = load_checkpoint(checkpoint, format, gelu=gelu, arch=arch, num_heads=num_heads)
     prep = loaded.preprocessing.with_overrides(**preprocessing)
     loaded = at_image_size(loaded, prep.image_size)
-    if (images is None) == (dataset is None):
-        raise UserError("--checkpoint needs --images=DIR or --dataset=NAME, one of them")
     if images is not None:
         pictures = read_image_folder(pathlib.Path(images), num_images)
     else:

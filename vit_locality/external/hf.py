@@ -23,10 +23,10 @@ from vit_locality.external.params import (
     Loaded,
     attention_out,
     checked,
-    layer_norm,
     qkv,
     read_config,
-    torch_dense,
+    take_torch_dense,
+    take_torch_norm,
     torch_patch_kernel,
 )
 from vit_locality.external.preprocess import Preprocessing, hf_preprocessing
@@ -37,14 +37,6 @@ HEADS = {  # ours -> theirs
     "vit": {"head": "classifier"},
     "deit": {"head": "cls_classifier", "head_dist": "distillation_classifier"},
 }
-
-
-def _dense(arrays: Arrays, name: str) -> dict:
-    return torch_dense(arrays.take(f"{name}.weight"), arrays.take(f"{name}.bias"))
-
-
-def _norm(arrays: Arrays, name: str) -> dict:
-    return layer_norm(arrays.take(f"{name}.weight"), arrays.take(f"{name}.bias"))
 
 
 def load_hf(folder: pathlib.Path) -> Loaded:
@@ -107,8 +99,8 @@ def load_hf(folder: pathlib.Path) -> Loaded:
         },
         "pos_embedding": arrays.take("embeddings.position_embeddings"),
         "cls": arrays.take("embeddings.cls_token"),
-        "encoder_norm": _norm(arrays, "layernorm"),
-        **{ours: _dense(arrays, theirs) for ours, theirs in heads_map.items()},
+        "encoder_norm": take_torch_norm(arrays, "layernorm"),
+        **{ours: take_torch_dense(arrays, theirs) for ours, theirs in heads_map.items()},
     }
     if distill:
         params["dist"] = arrays.take("embeddings.distillation_token")
@@ -116,8 +108,8 @@ def load_hf(folder: pathlib.Path) -> Loaded:
         layer = f"encoder.layer.{i}."
         attention = f"{layer}attention.attention."
         params[f"block{i:02d}"] = {
-            "norm1": _norm(arrays, layer + "layernorm_before"),
-            "norm2": _norm(arrays, layer + "layernorm_after"),
+            "norm1": take_torch_norm(arrays, layer + "layernorm_before"),
+            "norm2": take_torch_norm(arrays, layer + "layernorm_after"),
             "attn": {
                 "qkv": qkv(
                     [arrays.take(f"{attention}{n}.weight").T for n in ("query", "key", "value")],
@@ -131,8 +123,8 @@ def load_hf(folder: pathlib.Path) -> Loaded:
                 ),
             },
             "mlp": {
-                "fc1": _dense(arrays, layer + "intermediate.dense"),
-                "fc2": _dense(arrays, layer + "output.dense"),
+                "fc1": take_torch_dense(arrays, layer + "intermediate.dense"),
+                "fc2": take_torch_dense(arrays, layer + "output.dense"),
             },
         }
     arrays.refuse_unread(f"Hugging Face {kind}")

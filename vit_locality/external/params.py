@@ -71,6 +71,16 @@ def torch_dense(weight: np.ndarray, bias: np.ndarray) -> dict[str, np.ndarray]:
     return {"kernel": weight.T, "bias": bias}
 
 
+def take_torch_dense(arrays: Arrays, name: str) -> dict[str, np.ndarray]:
+    """The PyTorch Linear `name` (`name.weight`, `name.bias`) of `arrays` as a Flax Dense."""
+    return torch_dense(arrays.take(f"{name}.weight"), arrays.take(f"{name}.bias"))
+
+
+def take_torch_norm(arrays: Arrays, name: str) -> dict[str, np.ndarray]:
+    """The PyTorch LayerNorm `name` (`name.weight`, `name.bias`) of `arrays` as a Flax one."""
+    return layer_norm(arrays.take(f"{name}.weight"), arrays.take(f"{name}.bias"))
+
+
 def torch_patch_kernel(weight: np.ndarray) -> np.ndarray:
     """A PyTorch Conv2d weight [D, C, P, P] as a Flax Conv kernel [P, P, C, D]."""
     return weight.transpose(2, 3, 1, 0)
@@ -115,7 +125,7 @@ class Loaded:
       params: its parameter pytree (NumPy float32 arrays).
       preprocessing: how the checkpoint's library feeds it images.
       image_size: (H, W) in pixels, the input size the position embedding was trained at.
-      format: "timm", "big_vision" or "hf".
+      format: "timm", "big_vision", "hf" or "project".
       name: what the checkpoint calls itself (architecture or model type and path).
       step: the training step of the parameters where the checkpoint records it (a run of this
         project), else 0.

@@ -36,9 +36,9 @@ from vit_locality.external.params import (
     attention_out,
     checked,
     heads_of,
-    layer_norm,
     read_config,
-    torch_dense,
+    take_torch_dense,
+    take_torch_norm,
     torch_patch_kernel,
 )
 from vit_locality.external.preprocess import timm_preprocessing
@@ -180,10 +180,10 @@ def _load(arrays: Arrays, config: dict, where: pathlib.Path) -> Loaded:
     for i in range(depth):
         params[f"block{i:02d}"] = _block(arrays, f"blocks.{i}.", width, heads)
     norm = "fc_norm" if model.norm_after_pool else "norm"
-    params["encoder_norm"] = layer_norm(arrays.take(f"{norm}.weight"), arrays.take(f"{norm}.bias"))
+    params["encoder_norm"] = take_torch_norm(arrays, norm)
     for head in ("head", "head_dist"):
         if f"{head}.weight" in arrays:
-            params[head] = torch_dense(arrays.take(f"{head}.weight"), arrays.take(f"{head}.bias"))
+            params[head] = take_torch_dense(arrays, head)
     arrays.refuse_unread(f"timm {config.get('architecture', 'ViT')}")
     name = f"timm {config.get('architecture', '?')} ({where})"
     return checked(
@@ -201,12 +201,8 @@ def _block(arrays: Arrays, prefix: str, width: int, heads: int) -> dict:
         arrays.take(prefix + "attn.qkv.bias") if has_bias else np.zeros(3 * width, np.float32)
     )
     block = {
-        "norm1": layer_norm(
-            arrays.take(prefix + "norm1.weight"), arrays.take(prefix + "norm1.bias")
-        ),
-        "norm2": layer_norm(
-            arrays.take(prefix + "norm2.weight"), arrays.take(prefix + "norm2.bias")
-        ),
+        "norm1": take_torch_norm(arrays, prefix + "norm1"),
+        "norm2": take_torch_norm(arrays, prefix + "norm2"),
         "attn": {
             "qkv": {
                 "kernel": qkv_weight.T.reshape(width, 3, heads, width // heads),
@@ -218,12 +214,7 @@ def _block(arrays: Arrays, prefix: str, width: int, heads: int) -> dict:
                 heads,
             ),
         },
-        "mlp": {
-            fc: torch_dense(
-                arrays.take(f"{prefix}mlp.{fc}.weight"), arrays.take(f"{prefix}mlp.{fc}.bias")
-            )
-            for fc in ("fc1", "fc2")
-        },
+        "mlp": {fc: take_torch_dense(arrays, f"{prefix}mlp.{fc}") for fc in ("fc1", "fc2")},
     }
     for ls in ("ls1", "ls2"):
         if f"{prefix}{ls}.gamma" in arrays:

@@ -10,18 +10,13 @@ import textwrap
 
 import numpy as np
 
-from vit_locality.analysis.locality import patch_distances
+from vit_locality.analysis.locality import uniform_mad
 from vit_locality.analysis.plots import new_figure, save_figure
 from vit_locality.report.conditions import (
     PAPER,
     Group,
     RunResults,
 )
-
-
-def uniform_mad(grid: tuple[int, int]) -> float:
-    """The MAD (fraction of the image width) of uniform attention over a `gh x gw` grid."""
-    return float(patch_distances(tuple(grid)).mean() / grid[1])
 
 
 def per_head_figure(

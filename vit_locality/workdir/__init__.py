@@ -107,12 +107,11 @@ class RunDir:
             return False
         evals = evaluator_options(self.read_config() or {}).values()
         keys = ["train/loss", *(ROW_KEYS[options["type"]] for options in evals)]
-        return self.has_rows(final, keys)
+        return set(keys) <= self.keys_at(final)
 
-    def has_rows(self, step: int, keys: list[str]) -> bool:
-        """Whether metrics.jsonl holds, at `step`, a row with each key of `keys` (all of them)."""
-        present = {key for row in self.read_metrics() if row["step"] == step for key in row}
-        return set(keys) <= present
+    def keys_at(self, step: int) -> set[str]:
+        """Every key of metrics.jsonl's rows at `step`."""
+        return {key for row in self.read_metrics() if row["step"] == step for key in row}
 
     # ------------------------------------------------------------------ writing (process 0)
 

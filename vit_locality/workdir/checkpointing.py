@@ -35,11 +35,7 @@ _SAVE_ERRORS = (OSError, ValueError)
 
 
 class UnreadableCheckpoint(UserError):
-    """A committed checkpoint whose files cannot be restored; `step` names it."""
-
-    def __init__(self, message: str, step: int):
-        super().__init__(message)
-        self.step = step
+    """A committed checkpoint whose files cannot be restored; the message names it."""
 
 
 class _DropFailedSaveNoise(logging.Filter):
@@ -155,7 +151,7 @@ class Checkpointer:
 
     def _unreadable(self, step: int, reason: str) -> UnreadableCheckpoint:
         return UnreadableCheckpoint(
-            f"checkpoint {self._directory / str(step)} cannot be restored ({reason})", step
+            f"checkpoint {self._directory / str(step)} cannot be restored ({reason})"
         )
 
     def wait(self) -> None:
