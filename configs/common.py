@@ -92,6 +92,11 @@ def get_config(
     config.lr = 1e-3
     config.wd = 0.05
     config.warmup_epochs = 10.0
+    # The learning rate after a linear warmup from 0 to `lr` over `warmup_epochs`:
+    #   cosine: cosine decay from `lr` to 0 at the run's last step (total_steps / total_epochs);
+    #   constant: `lr` to the end (for probes whose runs stop long before a cosine would anneal,
+    #     e.g. configs/sweeps/cpu_scale.py). Runs saved before this field resume as cosine.
+    config.schedule = "cosine"
     config.grad_clip_norm = 1.0
 
     # Augmentation in tf.data (per example, on the host).

@@ -50,6 +50,7 @@ BAD_VALUES = [
     ("mix.cutmix_alpha", -1.0, "config.mix.cutmix_alpha=-1.0 is not allowed"),
     ("model.pool", "max", "config.model.pool='max' is not allowed: one of 'cls', 'gap'"),
     ("data.source", "web", "config.data.source='web' is not allowed: one of 'tfds', 'files'"),
+    ("schedule", "linear", "config.schedule='linear' is not allowed: one of 'cosine', 'constant'"),
 ]
 
 
@@ -113,6 +114,16 @@ def test_resuming_with_other_bookkeeping_or_data_location_is_allowed():
     config.log_every_steps, config.eval_every_steps, config.ckpt_every_steps = 10, 100, 500
     config.kept_checkpoints, config.analysis.num_images, config.analysis.every_epochs = 1, 64, 1.0
     check_resumable(saved, config, "runs/x")
+
+
+def test_a_run_saved_before_the_schedule_field_resumes_as_cosine_only():
+    saved = common.experiment("cifar10", "baseline", None).to_dict()
+    del saved["schedule"]  # trained with warmup + cosine, the only schedule then
+    config = common.experiment("cifar10", "baseline", None)
+    check_resumable(saved, config, "runs/x")
+    config.schedule = "constant"
+    with pytest.raises(ConfigError, match=r"^config.schedule='constant' differs from 'cosine'"):
+        check_resumable(saved, config, "runs/x")
 
 
 @pytest.mark.parametrize("batch_size,devices", [(8, 8), (24, 8), (3, 1)])

@@ -7,6 +7,10 @@ from typing import Any
 
 _REQUIRED = object()
 
+# Fields added after runs were saved that change what a run trains -> the value a config.json
+# without the field was trained with: it resumes, and is reported, as if it held that value.
+SAVED_BEFORE: dict[str, Any] = {"schedule": "cosine"}
+
 
 def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
     """Every leaf field of `config` (a ConfigDict or nested dicts) by its dotted name."""
@@ -19,6 +23,11 @@ def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
         else:
             flat[prefix + key] = value
     return flat
+
+
+def with_saved_before(flat: dict[str, Any]) -> dict[str, Any]:
+    """`flat` (dotted names) with every field of `SAVED_BEFORE` it lacks set to that value."""
+    return {**SAVED_BEFORE, **flat}
 
 
 def get_field(config: Any, dotted: str, default: Any = _REQUIRED) -> Any:

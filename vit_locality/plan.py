@@ -13,6 +13,9 @@ import ml_collections
 
 from vit_locality.errors import ConfigError
 
+# `config.schedule`: the learning rate after the warmup (configs/common.py documents them).
+SCHEDULES = ("cosine", "constant")
+
 
 def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
     """Full global batches in one pass over `num_examples`."""

@@ -1,4 +1,5 @@
-"""The train state and the one way to build it: AdamW with linear warmup and cosine decay,
+"""The train state and the one way to build it: AdamW with linear warmup, then cosine decay
+(or a constant learning rate: `config.schedule`),
 parameters drawn from the run's seed, created already replicated on the mesh (`init_state`) or
 described by shapes only (`abstract_state`, from `jax.eval_shape`) for a checkpoint to restore
 onto. Train, analyze and the benchmarks all build their state here.
@@ -17,20 +18,34 @@ from flax.training import train_state
 from jax.sharding import Mesh
 
 from vit_locality import rng
+from vit_locality.config_fields import SAVED_BEFORE, get_field
 from vit_locality.data.datasets import DATASETS
 from vit_locality.parallel import sharding
-from vit_locality.plan import StepPlan
+from vit_locality.plan import SCHEDULES, StepPlan
 
 
 class TrainState(train_state.TrainState):
     """params + AdamW state + step (the step counts applied updates)."""
 
 
-def make_schedule(peak_lr: float, warmup_steps: int, total_steps: int) -> optax.Schedule:
-    """Linear warmup from 0 to `peak_lr` over `warmup_steps`, then cosine decay to 0."""
-    return optax.warmup_cosine_decay_schedule(
-        0.0, peak_lr, warmup_steps=warmup_steps, decay_steps=total_steps, end_value=0.0
-    )
+def make_schedule(
+    peak_lr: float, warmup_steps: int, total_steps: int, kind: str = "cosine"
+) -> optax.Schedule:
+    """Linear warmup from 0 to `peak_lr` over `warmup_steps`, then (`kind`) cosine decay to 0 at
+    `total_steps`, or `peak_lr` from then on (`constant`)."""
+    if kind == "cosine":
+        return optax.warmup_cosine_decay_schedule(
+            0.0, peak_lr, warmup_steps=warmup_steps, decay_steps=total_steps, end_value=0.0
+        )
+    if kind == "constant":
+        return optax.join_schedules(
+            [
+                optax.linear_schedule(0.0, peak_lr, warmup_steps),
+                optax.constant_schedule(peak_lr),
+            ],
+            boundaries=[warmup_steps],
+        )
+    raise ValueError(f"schedule {kind!r} unknown; allowed: {', '.join(SCHEDULES)}")
 
 
 def make_optimizer(
@@ -57,7 +72,8 @@ def optimizer(
     if plan is None:
         schedule = optax.constant_schedule(config.lr)
     else:
-        schedule = make_schedule(config.lr, plan.warmup_steps, plan.total_steps)
+        kind = get_field(config, "schedule", SAVED_BEFORE["schedule"])
+        schedule = make_schedule(config.lr, plan.warmup_steps, plan.total_steps, kind)
     return schedule, make_optimizer(schedule, config.wd, config.grad_clip_norm)
 
 

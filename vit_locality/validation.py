@@ -11,13 +11,14 @@ from typing import Any
 import ml_collections
 
 from vit_locality.augment import erasing
-from vit_locality.config_fields import flatten, get_field
+from vit_locality.config_fields import flatten, get_field, with_saved_before
 from vit_locality.data.datasets import DATASETS
 from vit_locality.errors import ConfigError, UserError
 from vit_locality.evaluators import OPTIONS as EVALUATOR_OPTIONS
 from vit_locality.evaluators import REQUIRED as EVALUATOR_REQUIRED
 from vit_locality.evaluators import evaluator_options
 from vit_locality.models import DTYPES
+from vit_locality.plan import SCHEDULES
 from vit_locality.workdir import check_reachable, is_remote
 
 # Fields (and everything under them) a run may change when it resumes: bookkeeping, the
@@ -93,6 +94,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
     _check_positive(config, "lr", integer=False)
     _check_range(config, "wd", 0.0, float("inf"), high_open=True)
     _check_range(config, "warmup_epochs", 0.0, float("inf"), high_open=True)
+    _check_choice(config, "schedule", SCHEDULES)
     _check_positive(config, "grad_clip_norm", integer=False)
 
     _check_range(config, "aug.crop_padding", 0, info.image_size, high_open=True)
@@ -169,8 +171,9 @@ def _check_evaluators(config: ml_collections.ConfigDict) -> None:
 
 def check_resumable(saved: dict, config: ml_collections.ConfigDict, workdir: str) -> None:
     """Raises ConfigError naming every field, outside RESUMABLE_CHANGES, whose value differs
-    from the workdir's saved config (fields the saved config predates are not compared)."""
-    old, new = flatten(saved), flatten(config)
+    from the workdir's saved config (fields the saved config predates are not compared, except
+    those of `SAVED_BEFORE`, compared with the value such a run was trained with)."""
+    old, new = with_saved_before(flatten(saved)), flatten(config)
     differing = [
         f"config.{field}={new[field]!r} differs from {old[field]!r}"
         for field in sorted(new)

@@ -15,7 +15,7 @@ from typing import Any
 from etils import epath
 
 from vit_locality.augment import protocol
-from vit_locality.config_fields import flatten
+from vit_locality.config_fields import flatten, with_saved_before
 from vit_locality.errors import UserError
 from vit_locality.evaluators import SHORT_NAMES, evaluator_options
 from vit_locality.workdir import RunDir, is_remote
@@ -163,11 +163,12 @@ def group_runs(runs: Iterable[RunResults]) -> list[Group]:
 
 def _compared_fields(config: dict[str, Any]) -> dict[str, Any]:
     """The config's fields by dotted name, less `LABEL_FIELDS`, with the evaluators in one form
-    (`evals.<name>.<option>`, their short names folded in) whatever the age of config.json."""
+    (`evals.<name>.<option>`, their short names folded in, the `SAVED_BEFORE` fields a config
+    predates at the value it was trained with) whatever the age of config.json."""
     evals = evaluator_options(config)
     short = {field.split(".")[0] for fields in SHORT_NAMES.values() for field in fields.values()}
     rest = {k: v for k, v in config.items() if k != "evals" and k not in short}
-    flat = flatten({**rest, "evals": evals})
+    flat = with_saved_before(flatten({**rest, "evals": evals}))
     return {k: v for k, v in flat.items() if k not in LABEL_FIELDS}
 
 
