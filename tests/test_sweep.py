@@ -179,3 +179,64 @@ def test_sweep_skips_finished_runs_resumes_interrupted_ones_and_survives_a_failu
     )
     assert "cut_seed0: finished\n" in summary  # with its locality.json of step 20
     assert "2/3 runs finished" in summary
+
+
+def test_cpu_scale_sweep_is_baseline_and_cutmix_of_the_reduced_probe(capsys):
+    lines = printed(
+        capsys,
+        "configs/sweeps/cpu_scale.py",
+        "--root=/work/runs-cpu-scale",
+        "--config.data.dir=/data/cifar10-sample",
+    )
+    runs = [shlex.split(line) for line in lines]
+    assert [args[4] for args in runs] == [
+        "--workdir=/work/runs-cpu-scale/baseline_seed0",
+        "--workdir=/work/runs-cpu-scale/cutmix_seed0",
+    ]
+    common = [
+        "--config.data.source=files",
+        "--config.data.dir=/data/cifar10-sample",  # the sweep's flag wins over DATA_DIR
+        "--config.data.on_device=True",
+        "--config.model.width=128",
+        "--config.model.depth=6",
+        "--config.model.num_heads=8",
+        "--config.model.mlp_dim=256",
+        "--config.batch_size=128",
+        "--config.total_steps=8000",
+        "--config.warmup_epochs=5.0",
+        "--config.schedule=constant",
+        "--config.eval_every_steps=1000",
+        "--config.evals.locality.every_steps=250",
+        "--config.analysis.num_images=512",
+        "--config.ckpt_every_steps=250",
+    ]
+    assert runs[0][3:] == [
+        "--config=configs/cifar10_baseline.py",
+        runs[0][4],
+        *common,
+        "--config.seed=0",
+    ]
+    assert runs[1][3:] == [
+        "--config=configs/cifar10_baseline.py",
+        runs[1][4],
+        *common,
+        "--config.mix.cutmix_alpha=1.0",
+        "--config.mix.prob=1.0",
+        "--config.seed=0",
+    ]
+    entries, seeds = sweep.load_sweep("configs/sweeps/cpu_scale.py")
+    baseline, cutmix = (sweep.resolve_config(run) for run in sweep.expand(entries, seeds))
+    for config in (baseline, cutmix):  # what the runs train and measure
+        assert (config.model.width, config.model.depth, config.model.num_heads) == (128, 6, 8)
+        assert (config.model.mlp_dim, config.model.patch_size, config.batch_size) == (256, 4, 128)
+        assert (config.total_steps, config.warmup_epochs, config.schedule) == (
+            8000,
+            5.0,
+            "constant",
+        )
+        assert config.evals.locality.every_steps == 250 and config.evals.locality.num_images == 512
+        assert config.evals.classification.every_steps == 1000
+        assert config.data.dir == "data/cifar10-sample" and config.data.on_device
+        assert (config.label_smoothing, config.aug.autoaugment) == (0.0, False)
+    assert (baseline.mix.prob, baseline.mix.cutmix_alpha) == (0.0, 0.0)
+    assert (cutmix.mix.prob, cutmix.mix.cutmix_alpha, cutmix.mix.mixup_alpha) == (1.0, 1.0, 0.0)
