@@ -17,7 +17,7 @@ from configs import (
 )
 from vit_locality.analysis.locality import summarize
 from vit_locality.augment import protocol
-from vit_locality.report.conditions import group_runs, load_runs
+from vit_locality.report.conditions import cutmix_pairs, group_runs, load_runs
 
 from .conftest import REPO_ROOT
 
@@ -206,3 +206,81 @@ def test_a_directory_without_runs_is_a_one_line_error(tmp_path):
     message = f"error: {empty} holds no run: no config.json in it or in its subdirectories"
     assert result.stderr.strip() == message
     assert not (tmp_path / "out").exists()
+
+
+def write_curve(workdir, points, top1=None):
+    """Adds `locality/min_mad_first_layer` rows at `points` (step -> value) and eval rows at
+    `top1` (step -> %) to the run's metrics.jsonl."""
+    rows = [{"step": s, "epoch": s / 39, "locality/min_mad_first_layer": v} for s, v in points]
+    rows += [{"step": s, "epoch": s / 39, "val/prec@1": v} for s, v in (top1 or {}).items()]
+    with (workdir / "metrics.jsonl").open("a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_min_mad_at_every_step_with_the_gap_cutmix_opens(tmp_path):
+    """Baseline (2 seeds) and +CutMix on CIFAR-10 with min MAD rows at steps 250, 500, 750; the
+    table's values, gaps (Baseline mean minus CutMix) and top-1 are these rows' numbers."""
+    root = tmp_path / "runs"
+    cutmix = cifar10_baseline.get_config()
+    cutmix.mix.cutmix_alpha, cutmix.mix.prob = 1.0, 1.0
+    base0 = make_run(root, "baseline_seed0", cifar10_baseline.get_config(), 50.0)
+    base1 = make_run(root, "baseline_seed1", cifar10_baseline.get_config(), 52.0, seed=1)
+    cm = make_run(root, "cutmix_seed0", cutmix, 48.0)
+    write_curve(base0, [(250, 0.47), (500, 0.46), (750, 0.45)], {500: 51.5})
+    write_curve(base1, [(250, 0.49), (500, 0.44)], {500: 52.5})  # not at 750 yet
+    # a resumed run wrote step 500 twice: the last row counts
+    write_curve(cm, [(250, 0.465), (500, 0.43), (500, 0.42), (750, 0.40)], {500: 49.0})
+    out = tmp_path / "report"
+    result = subprocess.run(
+        [sys.executable, "-m", "vit_locality.report", str(root), f"--out={out}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    text = (out / "report.md").read_text()
+    by_step = section(text, "## First-layer min MAD at every analysis step")
+    assert "### CIFAR-10" in by_step
+    header = next(line for line in by_step.splitlines() if line.startswith("| step"))
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "step",
+        "baseline",
+        "cm",
+        "gap (baseline − cm)",
+        "top-1 baseline (%)",
+        "top-1 cm (%)",
+    ]
+    assert row(by_step, "250") == ["250", "0.480 ± 0.014", "0.465", "+0.015", "–", "–"]
+    assert row(by_step, "500") == ["500", "0.450 ± 0.014", "0.420", "+0.030", "52.0 ± 0.7", "49.0"]
+    assert row(by_step, "750") == ["750", "0.450", "0.400", "+0.050", "–", "–"]
+    assert "](min_mad_steps.png)" in text
+    assert (out / "min_mad_steps.png").read_bytes()[:4] == b"\x89PNG"
+    runs = load_runs([root])
+    assert [r.grid for r in runs] == [(8, 8)] * 3  # from the config: no locality.json
+    assert runs[2].curve("locality/min_mad_first_layer") == {250: 0.465, 500: 0.42, 750: 0.40}
+
+
+def test_cutmix_pairs_differ_only_in_cutmix_and_old_configs_count_as_cosine(tmp_path):
+    configs = {
+        "base": cifar100_baseline.get_config(),
+        "cm": cifar100_ablation.get_config("cutmix=1"),
+        "ls": cifar100_ablation.get_config("label_smoothing=1"),
+        "cm+ls": cifar100_ablation.get_config("cutmix=1,label_smoothing=1"),
+        "cm_constant": cifar100_ablation.get_config("cutmix=1"),
+    }
+    configs["cm_constant"].schedule = "constant"  # another schedule: no pair with base
+    for name, config in configs.items():
+        make_run(tmp_path, name, config, 40.0)
+    old = json.loads((tmp_path / "base" / "config.json").read_text())
+    del old["schedule"]  # a Baseline seed saved before the field: trained with cosine
+    old["seed"] = 1
+    make_run(tmp_path, "base_old", cifar100_baseline.get_config(), 41.0)
+    (tmp_path / "base_old" / "config.json").write_text(json.dumps(old))
+    groups = group_runs(load_runs([tmp_path]))
+    labels = {g.label: sorted(r.name for r in g.runs) for g in groups}
+    assert labels["baseline"] == ["base", "base_old"]
+    assert [(a.label, b.label) for a, b in cutmix_pairs(groups)] == [
+        ("baseline", "cm [schedule=cosine]"),
+        ("ls", "cm+ls"),
+    ]

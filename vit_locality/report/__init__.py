@@ -12,6 +12,9 @@ A RUN_DIR is a run's workdir (it holds `config.json`) or a directory of them (a 
   paper's bounds.
 - `locality_during_training.png`: `locality/min_mad_first_layer` (and `locality/min_mad_early`)
   from `metrics.jsonl` against the epoch, one line per run (when the rows have them).
+- `min_mad_steps.png`: `locality/min_mad_first_layer` against the step, one line per run, with
+  the uniform-attention line; report.md gives its numbers per dataset at every analysis step
+  with the gap (without minus with CutMix) of every two conditions that differ only in CutMix.
 
 Conditions are named from the config fields, not from labels: `aa` AutoAugment, `cj`
 ColorJitter, `cm` CutMix, `mu` Mixup, `re` random erasing, `ls` label smoothing; `baseline` is
@@ -33,8 +36,18 @@ from vit_locality.report.conditions import (
     group_runs,
     load_runs,
 )
-from vit_locality.report.figures import conditions_figure, curves_figure, per_head_figure
-from vit_locality.report.tables import baseline_vs_modern, conditions_table, runs_table
+from vit_locality.report.figures import (
+    conditions_figure,
+    curves_figure,
+    min_mad_steps_figure,
+    per_head_figure,
+)
+from vit_locality.report.tables import (
+    baseline_vs_modern,
+    conditions_table,
+    runs_table,
+    steps_table,
+)
 
 
 def _count(n: int, noun: str) -> str:
@@ -79,6 +92,24 @@ def write_report(paths: Sequence[str | pathlib.Path], out: str | pathlib.Path) -
                 ]
             lines += conditions_table(dataset, in_dataset)
 
+    by_step = {
+        d: steps_table([g for g in groups if g.dataset == d])
+        for d in dict.fromkeys(g.dataset for g in groups)
+    }
+    if any(by_step.values()):
+        lines += [
+            "## First-layer min MAD at every analysis step",
+            "",
+            "From `locality/min_mad_first_layer` in metrics.jsonl (mean ± std over the seeds that "
+            "have the step); gap: the condition without CutMix minus the one with it (positive: "
+            "CutMix's first layer has the more local head); top-1 where the step has an eval. "
+            "Figure: min_mad_steps.png.",
+            "",
+        ]
+        for dataset, table_lines in by_step.items():
+            if table_lines:
+                lines += [f"### {DATASET_NAMES.get(dataset, dataset)}", "", *table_lines]
+
     lines += ["## Figures", ""]
     figures = [
         (
@@ -95,6 +126,11 @@ def write_report(paths: Sequence[str | pathlib.Path], out: str | pathlib.Path) -
             "min_mad_by_condition.png",
             "First-layer min MAD per CIFAR-100 condition",
             conditions_figure(groups, out / "min_mad_by_condition.png"),
+        ),
+        (
+            "min_mad_steps.png",
+            "First-layer min MAD against steps",
+            min_mad_steps_figure(groups, out / "min_mad_steps.png"),
         ),
         (
             "locality_during_training.png",

@@ -16,6 +16,7 @@ from etils import epath
 
 from vit_locality.augment import protocol
 from vit_locality.config_fields import flatten, with_saved_before
+from vit_locality.data.datasets import DATASETS
 from vit_locality.errors import UserError
 from vit_locality.evaluators import SHORT_NAMES, evaluator_options
 from vit_locality.workdir import RunDir, is_remote
@@ -83,6 +84,21 @@ class RunResults:
     def summary(self, key: str) -> Any:
         """`locality.json`'s summary[key], or None without locality.json."""
         return None if self.locality is None else self.locality["summary"][key]
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """The token grid (rows, columns): locality.json's, else the dataset's image size over
+        the model's patch size."""
+        if self.locality is not None:
+            return tuple(self.locality["grid"])
+        side = DATASETS[self.config["dataset"]].image_size // self.config["model"]["patch_size"]
+        return side, side
+
+    def curve(self, key: str) -> dict[int, float]:
+        """step -> `key` of the metrics rows that have it, in step order (a resumed run may have
+        written a step twice: the last row wins)."""
+        points = {r["step"]: r[key] for r in self.rows if isinstance(r.get(key), int | float)}
+        return dict(sorted(points.items()))
 
     def first_layer(self, key: str) -> float | None:
         """The first layer's value of a per-layer summary (`mad_mean`, `entropy_min`, ...)."""
@@ -170,6 +186,26 @@ def _compared_fields(config: dict[str, Any]) -> dict[str, Any]:
     rest = {k: v for k, v in config.items() if k != "evals" and k not in short}
     flat = with_saved_before(flatten({**rest, "evals": evals}))
     return {k: v for k, v in flat.items() if k not in LABEL_FIELDS}
+
+
+def cutmix_pairs(groups: Sequence[Group]) -> list[tuple[Group, Group]]:
+    """(without, with) for every two groups whose configs differ only in CutMix: the same
+    fields outside `mix.*` and the same components apart from `cm` (Baseline and +CutMix,
+    +label smoothing and +CutMix+label smoothing, ...), in `groups`' order."""
+
+    def rest(group: Group) -> str:
+        fields = _compared_fields(group.runs[0].config)
+        return json.dumps({k: v for k, v in fields.items() if not k.startswith("mix.")})
+
+    return [
+        (without, with_cm)
+        for with_cm in groups
+        if "cm" in with_cm.components
+        for without in groups
+        if "cm" not in without.components
+        and without.components == {k: v for k, v in with_cm.components.items() if k != "cm"}
+        and rest(without) == rest(with_cm)
+    ]
 
 
 def _order(group: Group) -> tuple:

@@ -1,6 +1,7 @@
 """The report's figures, drawn with `vit_locality.analysis.plots`' conventions (matplotlib's
 object API, no pyplot state): per-head MAD and entropy per run, the first-layer minimum MAD per
-CIFAR-100 condition, locality during training."""
+CIFAR-100 condition, locality during training (against the epoch; the first-layer minimum MAD
+against the step, with the uniform-attention line)."""
 
 from __future__ import annotations
 
@@ -92,6 +93,47 @@ def conditions_figure(groups: list[Group], path: pathlib.Path) -> bool:
     ]
     ax.legend(handles=legend, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     save_figure(fig, path)
+    return True
+
+
+def min_mad_steps_figure(groups: list[Group], path: pathlib.Path) -> bool:
+    """`locality/min_mad_first_layer` (metrics.jsonl) against the step, one line per run
+    (colour: its group; dashed: runs with CutMix), and the MAD of uniform attention over each
+    token grid the runs have (dotted)."""
+    from vit_locality.report.tables import MIN_MAD_KEY
+
+    runs = [(i, g, r) for i, g in enumerate(groups) for r in g.runs if r.curve(MIN_MAD_KEY)]
+    if not runs:
+        return False
+    from matplotlib import colormaps
+
+    colors = colormaps["tab10"].colors
+    fig = new_figure((8.0, 4.2))
+    ax = fig.subplots()
+    for i, group, run in runs:
+        curve = run.curve(MIN_MAD_KEY)
+        style = {"color": colors[i % 10], "ls": "--" if "cm" in group.components else "-"}
+        label = f"{run.name} ({group.label})"
+        ax.plot(list(curve), list(curve.values()), marker=".", ms=4, label=label, **style)
+    for grid in sorted({run.grid for _, _, run in runs}):
+        value = uniform_mad(grid)
+        ax.axhline(value, color="grey", ls=":", lw=1)
+        ax.annotate(
+            f"uniform attention, {grid[0]}x{grid[1]} grid: {value:.3f}",
+            (0.01, value),
+            xycoords=("axes fraction", "data"),
+            xytext=(0, 3),
+            textcoords="offset points",
+            fontsize=7,
+            color="grey",
+        )
+    ax.set_xlabel("step")
+    ax.set_ylabel("min MAD, layer 1 (fraction of width)")
+    ax.set_ylim(bottom=0, top=max(uniform_mad(r.grid) for _, _, r in runs) * 1.1)
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    save_figure(fig, path, suptitle="First-layer minimum MAD during training", fontsize=10)
     return True
 
 

@@ -1,5 +1,6 @@
 """The report's Markdown tables: Baseline vs Modern per dataset (headline and per layer), every
-condition of a dataset with its components and the paper's bounds, every run."""
+condition of a dataset with its components and the paper's bounds, the first-layer minimum MAD
+at every analysis step with the gap CutMix opens, every run."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from vit_locality.report.conditions import (
     DATASET_NAMES,
     PAPER,
     Group,
+    cutmix_pairs,
 )
+
+MIN_MAD_KEY = "locality/min_mad_first_layer"  # metrics.jsonl's first-layer minimum MAD
 
 
 def mean_std(values: Sequence[float], digits: int) -> str:
@@ -148,6 +152,40 @@ def conditions_table(dataset: str, groups: list[Group]) -> list[str]:
         row += [mean_std(g.values(lambda r: r.top1), 2), _min_mad(g)]
         row += [_min_mad(g, "min_mad_early")]
         row += [_paper_cell(g), _agrees_cell(g)] if paper else []
+        rows.append(row)
+    return [*table(header, rows), ""]
+
+
+def _at_step(group: Group, key: str, step: int) -> list[float]:
+    return group.values(lambda r: r.curve(key).get(step))
+
+
+def _step_mean(group: Group, key: str, step: int) -> float | None:
+    values = _at_step(group, key, step)
+    return float(np.mean(values)) if values else None
+
+
+def steps_table(groups: list[Group]) -> list[str]:
+    """One row per step at which any run of `groups` measured its first-layer minimum MAD
+    (`locality/min_mad_first_layer` in metrics.jsonl): each group's value (mean ± std over the
+    seeds that have the step), the gap (without minus with CutMix, of the means) of every pair
+    that differs only in CutMix, and each group's top-1 where the step has one. [] when no run
+    has the rows."""
+    steps = sorted({s for g in groups for r in g.runs for s in r.curve(MIN_MAD_KEY)})
+    if not steps:
+        return []
+    pairs = cutmix_pairs(groups)
+    with_top1 = [g for g in groups if any(_at_step(g, "val/prec@1", s) for s in steps)]
+    header = ["step", *(f"{g.label}" for g in groups)]
+    header += [f"gap ({a.label} − {b.label})" for a, b in pairs]
+    header += [f"top-1 {g.label} (%)" for g in with_top1]
+    rows = []
+    for step in steps:
+        row = [f"{step:,}", *(mean_std(_at_step(g, MIN_MAD_KEY, step), 3) for g in groups)]
+        for without, with_cm in pairs:
+            a, b = _step_mean(without, MIN_MAD_KEY, step), _step_mean(with_cm, MIN_MAD_KEY, step)
+            row.append("–" if a is None or b is None else f"{a - b:+.3f}")
+        row += [mean_std(_at_step(g, "val/prec@1", step), 1) for g in with_top1]
         rows.append(row)
     return [*table(header, rows), ""]
 
