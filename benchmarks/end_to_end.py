@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     args = parser.parse_args()
 
-    state, train_step, info, patch, mesh = setup("cifar", args.dtype)
+    state, train_step, info, config, mesh = setup("cifar", args.dtype)
     if (SAMPLE / "data_batch_1.bin").exists():
         images, labels = files.read_cifar10(SAMPLE, "train")
     else:
@@ -86,7 +86,7 @@ def main() -> None:
         "step_only_img_per_s": round(args.batch_size / step_only, 1),
         "input_bound": end_to_end > step_only / 0.9,
         "image_size": info.image_size,
-        "patch_size": patch,
+        "patch_size": config.model.patch_size,
         "dtype": args.dtype,
         "batch_size": args.batch_size,
         "devices": jax.device_count(),

@@ -1,11 +1,19 @@
 """What the JAX benchmark (`train_step.py`) and its PyTorch twin (`timm_step.py`) share: the
-models, the LR schedule's length, and the dense peak TFLOP/s per accelerator chip for the model
-FLOPs utilization (MFU). Imports neither JAX nor PyTorch."""
+models, the LR schedule's length, the model FLOPs of a step (`vit_locality.flops`, one formula
+for both) and the dense peak TFLOP/s per accelerator chip for the model FLOPs utilization (MFU).
+Imports neither JAX nor PyTorch."""
 
 from __future__ import annotations
 
 import pathlib
 import resource
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # a plain copy: `python benchmarks/X.py` puts only benchmarks/ there
+    sys.path.insert(0, str(REPO))
+from vit_locality.data.datasets import DatasetInfo  # noqa: E402  (pure Python, as is flops)
+from vit_locality.flops import VitShape, train_step_flops  # noqa: E402
 
 MODELS = {  # benchmark model name -> dataset of its Modern config (8x8 tokens, 7x7 at 28 px)
     "cifar": "cifar100",
@@ -14,11 +22,13 @@ MODELS = {  # benchmark model name -> dataset of its Modern config (8x8 tokens, 
 }
 WARMUP_STEPS, TOTAL_STEPS = 10, 1000  # the LR schedule both steps run (its values don't matter)
 
-# Dense peak TFLOP/s per chip by device kind and dtype (vendor datasheets; float32 matmuls
-# run as TF32 on NVIDIA tensor cores under XLA's default precision).
+# Dense peak TFLOP/s per chip by device kind and dtype. H100/H200: the bf16 matmul rate measured
+# on the lent H200 (about 790; the datasheet's 989 is not reached), TF32 half of it (float32
+# matmuls run as TF32 on NVIDIA tensor cores under XLA's default precision). The others: vendor
+# datasheets.
 PEAK_TFLOPS: dict[str, dict[str, float]] = {
-    "H100": {"bfloat16": 989.0, "float32": 494.5},
-    "H200": {"bfloat16": 989.0, "float32": 494.5},
+    "H100": {"bfloat16": 790.0, "float32": 395.0},
+    "H200": {"bfloat16": 790.0, "float32": 395.0},
     "A100": {"bfloat16": 312.0, "float32": 156.0},
     "TPU v4": {"bfloat16": 275.0, "float32": 275.0},
     "TPU v5 lite": {"bfloat16": 197.0, "float32": 197.0},
@@ -36,6 +46,15 @@ def peak_for(device_kind: str, dtype: str, count: int) -> float | None:
             peak = peaks.get(dtype)
             return peak * count if peak is not None else None
     return None
+
+
+def model_flops(
+    info: DatasetInfo, patch_size: int, width: int, depth: int, mlp_dim: int, batch_size: int
+) -> int:
+    """Model FLOPs of one train step of the CLS-token ViT on `info`'s images (the formula)."""
+    shape = VitShape(info.image_size, info.channels, patch_size, width, depth, mlp_dim,
+                     info.num_classes)  # fmt: skip
+    return train_step_flops(shape, batch_size)
 
 
 def malloc_library() -> str:

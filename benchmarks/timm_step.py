@@ -8,9 +8,9 @@ soft-target cross-entropy, backward, global-norm clipping, AdamW (fused on CUDA)
 warmup + cosine LR step, with the Modern protocol's hyperparameters. Prints one JSON line per
 (model, dtype) with the keys of `train_step.py`'s rows, plus `params`, `compiled`, `fused_attn`
 (timm's scaled_dot_product_attention; `TIMM_FUSED_ATTN=0` turns it off), the torch and timm
-versions, and `flops_counted`: FLOPs come from `torch.utils.flop_counter` over one
-eager forward + backward and count matmuls, convolutions and attention only (XLA's cost
-analysis in `train_step.py` counts elementwise work too, about 0.5% more here). bfloat16 is
+versions. `flops_per_step` (and so the MFU) is the model-FLOPs formula of `vit_locality.flops`,
+the count `train_step.py` uses; `torch_counted_flops_per_step` is what
+`torch.utils.flop_counter` counts over one eager forward + backward, as a side field. bfloat16 is
 `torch.autocast` with float32 parameters; float32 matmuls run as TF32 on CUDA (XLA's default
 on GPU, and what `shared.py` assumes) unless `--no-tf32`. Runs on CUDA when available, else on
 all CPU cores. Needs PyTorch and timm, not JAX.
@@ -30,7 +30,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import shared
 
@@ -46,14 +45,11 @@ try:
 except ImportError:  # reported by main(); the tables below still import without torch
     MISSING_TORCH = True
 
-# vit_locality is installed in the JAX environment only; its datasets module is pure Python.
-REPO = str(Path(__file__).resolve().parents[1])
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+# vit_locality (on the path through `shared`) is installed in the JAX environment only; these
+# modules are pure Python.
 from vit_locality.data.datasets import DATASETS, DatasetInfo  # noqa: E402
 from vit_locality.errors import first_line  # noqa: E402
 
-FLOPS_COUNTED = "matmuls (torch FlopCounterMode)"
 MISSING_MESSAGE = (
     "timm_step.py needs PyTorch and timm: pip install torch timm (see benchmarks/README.md)"
 )
@@ -217,7 +213,9 @@ def benchmark(
     """Times `args.steps` steps after 2 warm-up steps; prints and returns the JSON row, or
     prints a one-line error to stderr and returns None when torch.compile fails."""
     bench, info, modern = setup(model_name, dtype, args.batch_size, device, args.compile)
-    flops = count_flops(bench)
+    flops = shared.model_flops(info, modern.patch_size(info.image_size), modern.width,
+                               modern.depth, modern.mlp_dim, args.batch_size)  # fmt: skip
+    torch_flops = count_flops(bench)
     start = time.perf_counter()
     try:
         for _ in range(2):  # warm up (and compile)
@@ -256,7 +254,7 @@ def benchmark(
         "devices": 1,
         "device_kind": kind,
         "flops_per_step": flops,
-        "flops_counted": FLOPS_COUNTED,
+        "torch_counted_flops_per_step": torch_flops,
         "tflops_per_s": round(tflops, 3),
         "mfu": round(tflops / peak, 4) if peak else None,
         "malloc": shared.malloc_library(),

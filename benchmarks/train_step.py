@@ -1,7 +1,8 @@
 """Throughput of the jitted, sharded train step on device-resident synthetic batches.
 
-Prints one JSON line per (model, dtype): img/s, step time, FLOPs per step from XLA's cost
-analysis, the achieved TFLOP/s and, when the device's peak is known (or given with
+Prints one JSON line per (model, dtype): img/s, step time, model FLOPs per step (the formula of
+`vit_locality.flops`, the count `timm_step.py` uses too; XLA's own count beside it as
+`xla_flops_per_step`), the achieved TFLOP/s and, when the device's peak is known (or given with
 `--peak_tflops`), the model FLOPs utilization. The step is the real one (normalization, CutMix,
 label smoothing, forward, backward, AdamW), on the Modern protocol. No TensorFlow needed.
 
@@ -34,8 +35,9 @@ def peak_tflops(dtype: str, override: float | None) -> float | None:
     return override or shared.peak_for(jax.devices()[0].device_kind, dtype, jax.device_count())
 
 
-def flops_of(compiled) -> float | None:
-    """FLOPs of one step over all devices (XLA reports a partitioned program per device)."""
+def xla_flops_of(compiled) -> float | None:
+    """FLOPs of one step over all devices as XLA's cost analysis counts them (a partitioned
+    program per device). A side field: on GPUs it scores cuBLAS/cuDNN calls as -1."""
     analysis = compiled.cost_analysis()
     if isinstance(analysis, list):  # older JAX returns one dict per computation
         analysis = analysis[0] if analysis else {}
@@ -48,7 +50,7 @@ def setup(model_name: str, dtype: str):
     """The Modern-protocol config's train state and jitted step of `model_name` (the same
     construction as the train loop), sharded over all devices.
 
-    Returns (state, train_step, info, patch_size, mesh)."""
+    Returns (state, train_step, info, config, mesh)."""
     config = common.experiment(shared.MODELS[model_name], "modern", None)
     config.model.dtype = dtype
     info = DATASETS[config.dataset]
@@ -59,13 +61,13 @@ def setup(model_name: str, dtype: str):
     state = train_state.init_state(config, model, tx, mesh)
     predictor = Predictor.for_dataset(model, config.dataset)
     train_step = step.jit_train_step(config, predictor, schedule, mesh)
-    return state, train_step, info, config.model.patch_size, mesh
+    return state, train_step, info, config, mesh
 
 
 def benchmark(
     model_name: str, dtype: str, batch_size: int, steps: int, peak: float | None, windows: int = 1
 ):
-    state, train_step, info, patch, mesh = setup(model_name, dtype)
+    state, train_step, info, config, mesh = setup(model_name, dtype)
     shape = (info.image_size, info.image_size, info.channels)
     rng = np.random.default_rng(0)
     batch = sharding.to_global(
@@ -76,7 +78,10 @@ def benchmark(
         sharding.batch_sharded(mesh),
     )
     compiled = train_step.lower(state, batch).compile()
-    flops = flops_of(compiled)
+    model = config.model
+    flops = shared.model_flops(
+        info, model.patch_size, model.width, model.depth, model.mlp_dim, batch_size
+    )
     for _ in range(2):  # warm up
         state, metrics = compiled(state, batch)
     jax.block_until_ready(metrics)
@@ -94,14 +99,15 @@ def benchmark(
         "img_per_s": round(batch_size / seconds, 1),
         "step_ms": round(1000 * seconds, 2),
         "image_size": info.image_size,
-        "patch_size": patch,
+        "patch_size": model.patch_size,
         "dtype": dtype,
         "batch_size": batch_size,
         "devices": jax.device_count(),
         "device_kind": jax.devices()[0].device_kind,
         "flops_per_step": flops,
-        "tflops_per_s": round(flops / seconds / 1e12, 3) if flops else None,
-        "mfu": round(flops / seconds / 1e12 / peak, 4) if flops and peak else None,
+        "xla_flops_per_step": xla_flops_of(compiled),
+        "tflops_per_s": round(flops / seconds / 1e12, 3),
+        "mfu": round(flops / seconds / 1e12 / peak, 4) if peak else None,
         "malloc": shared.malloc_library(),
         "page_faults_per_step": faults_per_step,
         "windows": windows,

@@ -1,30 +1,35 @@
-"""Reproduce the CutMix split on real images within a time budget, and pack the results.
+"""Reproduce the CutMix split on real images within a time budget, two runs at a time.
 
-    python scripts/reproduce.py --out=results/DATE-DEVICE-cutmix [--budget_s=420] [--data=data]
-        [--root=runs/reproduce] [--img_per_s=R] [--archive=FILE.tar.gz] [--tiny] [--max_runs=N]
+    python scripts/reproduce.py --out=results/DATE-DEVICE-cutmix [--budget_s=324] [--data=data]
+        [--root=runs/reproduce] [--img_per_s=R] [--device_kind=KIND] [--archive=FILE.tar.gz]
+        [--tiny] [--max_pairs=N] [--max_steps=N]
 
 Runs from a plain copy of the repository (nothing pip-installed; no TensorFlow needed).
 
-1. Plans the runs of `configs/sweeps/reproduce.py` in the order the finding needs them
-   (`priority`: Baseline and +CutMix of the first dataset, then +LS and +CutMix+LS, then seed 1,
-   then the other dataset). With `--img_per_s` (the paper-size bf16 train step's throughput at
-   the runs' batch size, measured on this device), `size_first_pair` gives the first dataset's
-   runs as many epochs as FIRST_PAIR_SHARE of the budget allows its Baseline / +CutMix pair:
-   Fashion-MNIST first when it gets at least FMNIST_MIN_EPOCHS, else the CIFAR-10 sample.
-2. Trains them one after another as `python -m vit_locality.main` in ROOT/NAME, with JAX's
-   persistent compilation cache in ROOT/jax_cache. A run starts only when its expected time (the
-   last run of its dataset, or the last run's time per image scaled) fits what is left of
-   `--budget_s`, and is sent SIGTERM (it checkpoints; a rerun resumes it) when the budget ends.
-   Finished runs are skipped.
-3. After every run, rewrites OUT: each finished run's config.json, plan.json, metrics.jsonl,
-   locality.json and plots/ (no checkpoints) in OUT/runs/NAME, the report (OUT/report),
-   OUT/summary.md (per run: steps, epochs, top-1, first-layer min MAD; per condition: mean ± std
-   over seeds; whether every CutMix run is below every run without it) and OUT/reproduce.json;
-   with `--archive`, the same folder as one .tar.gz, replaced atomically. A kill at any moment
-   leaves the runs finished before it.
+1. Plans the runs of `configs/sweeps/reproduce.py` as pairs, in the order the finding needs them
+   (`priority`): Baseline and +CutMix on Fashion-MNIST (60,000 real images: the data regime
+   closest to the paper's 50,000 that is here), then on the CIFAR-10 sample, then +LS and
+   +CutMix+LS on each, then seed 1.
+2. Trains the two runs of a pair at the same time, as two `python -m vit_locality.main`
+   processes on the one device (a batch-128 step of this ViT leaves a GPU mostly idle between
+   kernel launches), with JAX's persistent compilation cache in ROOT/jax_cache (or the
+   environment's JAX_COMPILATION_CACHE_DIR). Each pair trains toward the paper's PAPER_STEPS
+   optimizer steps per run (`--max_steps`), its cosine schedule over the steps that fit the time
+   left (`pair_steps`): the first pair's seconds per step come from `--img_per_s` (the bare bf16
+   train step's throughput at the runs' batch on the first pair's model, one process), later
+   pairs' from the pairs before them, scaled by model FLOPs (`vit_locality.flops`). A pair
+   starts only when `min_steps` fit. At the end of `--budget_s` every run still training gets
+   SIGTERM (it checkpoints; a rerun resumes it) and is packed as stopped at its last step.
+3. After every pair that trained, rewrites OUT: each run's config.json, plan.json,
+   metrics.jsonl, locality.json (its latest analysis), plots/ and train.log (its output; no
+   checkpoints) in OUT/runs/NAME, the report (OUT/report), OUT/summary.md (per run: steps
+   reached and planned, top-1, first-layer min MAD and its step; per condition: mean ± std over
+   seeds; whether every CutMix run is below every run without it) and OUT/reproduce.json; with
+   `--archive`, the same folder as one .tar.gz, replaced atomically. A kill at any moment leaves
+   what was packed before it.
 
 DATA holds `cifar10-sample/` and `fashion-mnist/` (copies of the real datasets). `--tiny` runs the
-same code paths with a tiny ViT and a fraction of an epoch (tests/test_reproduce.py).
+same code paths with a tiny ViT and a few steps (tests/test_reproduce.py).
 """
 
 from __future__ import annotations
@@ -35,28 +40,39 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
 import sys
 import tarfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # a plain copy: `python scripts/X.py` puts only scripts/ there
-from vit_locality import process_group, sweep  # noqa: E402
+from vit_locality import flops, process_group, sweep  # noqa: E402
+from vit_locality.data.datasets import DATASETS  # noqa: E402
+from vit_locality.plan import steps_per_epoch  # noqa: E402
 from vit_locality.report import write_report  # noqa: E402
 from vit_locality.report.conditions import DATASET_NAMES, group_runs, load_runs  # noqa: E402
 from vit_locality.report.tables import mean_std, table  # noqa: E402
 from vit_locality.workdir import RunDir  # noqa: E402
 
 SWEEP = REPO / "configs" / "sweeps" / "reproduce.py"
-CONDITION_ORDER = ("baseline", "cm", "ls", "cm+ls")
+DATASET_ORDER = ("fmnist", "c10")
+CONDITION_PAIRS = (("baseline", "cm"), ("ls", "cm+ls"))
 TRAIN_SIZES = {"c10": 5085, "fmnist": 60000}  # training images of DATA's two datasets
 BATCH_SIZE = 128  # the configs' batch (the paper's); --img_per_s is measured at this size
-FIRST_PAIR_SHARE = 0.6  # of --budget_s, for the first Baseline / +CutMix pair
-RUN_OVERHEAD_S = 40.0  # per run: start-up, compilation, evaluations, the final analysis
-STEP_EFFICIENCY = 0.7  # training's img/s over the bare step's (input, logging, evaluations)
-FMNIST_MIN_EPOCHS = 50  # Fashion-MNIST leads when its pair gets at least this many epochs
-MAX_EPOCHS = {"c10": 1000.0, "fmnist": 100.0}  # about the paper's 40,000 steps at most
+PAPER_STEPS = 39_000  # the paper's optimizer steps: 50,000 images / 128 x 100 epochs
+# Planning guesses, stated as such: each of two runs at once gets at least half the one-process
+# throughput (a device kept busy shares evenly; a launch-bound GPU gives each more, and the pair
+# ends early, leaving its time to the next); training reaches STEP_EFFICIENCY of the bare step
+# (input, logging, evaluations); RUN_OVERHEAD_S per run for start-up, compilation and the final
+# evaluations.
+CONCURRENT_SHARE = 0.5
+STEP_EFFICIENCY = 0.7
+RUN_OVERHEAD_S = 40.0
+SIZES = {  # steps per run at most; a pair starts only when min_steps fit; evaluations and
+    # locality analyses per run
+    "full": {"max_steps": PAPER_STEPS, "min_steps": 1000, "evals": 20, "analyses": 10},
+    "tiny": {"max_steps": 40, "min_steps": 4, "evals": 2, "analyses": 2},
+}
 TINY = {
     "model.width": "32",
     "model.depth": "2",
@@ -64,150 +80,202 @@ TINY = {
     "model.mlp_dim": "64",
     "model.dtype": "float32",
     "batch_size": "64",
-    "total_epochs": "0.5",
-    "warmup_epochs": "0.1",
-    "eval_every_steps": "1000",
-    "analysis.num_images": "64",
-    "analysis.every_epochs": "100",
 }
-KEPT = ("config.json", "plan.json", "metrics.jsonl", "locality.json")
+KEPT = ("config.json", "plan.json", "metrics.jsonl", "locality.json", "train.log")
 
 
 def dataset_of(run: sweep.Run) -> str:
     return run.name.split("_", 1)[0]
 
 
-def priority(run: sweep.Run, first: str = "c10") -> tuple[int, int, int]:
-    """`first`'s runs before the other dataset's; within one, seed 0 before seed 1; then the
-    conditions in CONDITION_ORDER (Baseline and +CutMix first)."""
-    dataset, condition = run.name.split("_seed")[0].split("_", 1)
+def condition_of(run: sweep.Run) -> str:
+    return run.name.split("_seed")[0].split("_", 1)[1]
+
+
+def priority(run: sweep.Run) -> tuple[int, int, int, int]:
+    """Seed 0 before seed 1; Baseline / +CutMix before +LS / +CutMix+LS; Fashion-MNIST before
+    the CIFAR-10 sample; within a pair, the run without CutMix first."""
     seed = int(run.name.rsplit("_seed", 1)[1])
-    return int(dataset != first), seed, CONDITION_ORDER.index(condition)
+    condition = condition_of(run)
+    pair = next(i for i, p in enumerate(CONDITION_PAIRS) if condition in p)
+    return seed, pair, DATASET_ORDER.index(dataset_of(run)), CONDITION_PAIRS[pair].index(condition)
 
 
-def pair_epochs(dataset: str, img_per_s: float, budget_s: float) -> float:
-    """Epochs of `dataset` that each run of a Baseline / +CutMix pair can train in
-    FIRST_PAIR_SHARE of `budget_s` at `img_per_s` (the bare step's throughput)."""
-    seconds = FIRST_PAIR_SHARE * budget_s / 2 - RUN_OVERHEAD_S
-    return max(seconds, 0.0) * img_per_s * STEP_EFFICIENCY / TRAIN_SIZES[dataset]
+def plan_pairs(data: str, tiny: bool) -> list[tuple[sweep.Run, sweep.Run]]:
+    """The sweep's runs reading DATA, as pairs in priority order (not yet sized)."""
+    entries, seeds = sweep.load_sweep(SWEEP)
+    overrides = {"batch_size": str(BATCH_SIZE), **(TINY if tiny else {})}
+    runs = sorted(
+        (
+            dataclasses.replace(
+                run,
+                overrides={
+                    **run.overrides,
+                    "data.dir": str(
+                        pathlib.Path(data) / pathlib.Path(run.overrides["data.dir"]).name
+                    ),
+                },
+            )
+            for run in sweep.expand(entries, seeds, global_overrides=overrides)
+        ),
+        key=priority,
+    )
+    return list(zip(runs[::2], runs[1::2], strict=True))
 
 
-def size_first_pair(img_per_s: float, budget_s: float) -> tuple[str, float]:
-    """(the dataset that goes first, its runs' epochs): Fashion-MNIST when its pair gets
-    FMNIST_MIN_EPOCHS or more, else the CIFAR-10 sample; at least 1 epoch, at most MAX_EPOCHS."""
-    dataset = "fmnist" if pair_epochs("fmnist", img_per_s, budget_s) >= FMNIST_MIN_EPOCHS else "c10"
-    epochs = float(int(pair_epochs(dataset, img_per_s, budget_s)))
-    return dataset, min(max(epochs, 1.0), MAX_EPOCHS[dataset])
+def step_flops(run: sweep.Run) -> int:
+    """Model FLOPs of one train step of `run` (its resolved config)."""
+    config = sweep.resolve_config(run)
+    info, model = DATASETS[config.dataset], config.model
+    shape = flops.VitShape(
+        info.image_size, info.channels, model.patch_size, model.width, model.depth,
+        model.mlp_dim, info.num_classes, num_prefix_tokens=int(model.pool == "cls"),
+    )  # fmt: skip
+    return flops.train_step_flops(shape, config.batch_size)
 
 
-def sized(run: sweep.Run, epochs: float) -> sweep.Run:
-    """`run` at `epochs`, with the schedule's other lengths scaled to it: warmup 10% of it, about
-    20 evaluations and 5 locality analyses in all."""
-    steps = int(epochs * TRAIN_SIZES[dataset_of(run)] // int(run.overrides["batch_size"]))
+def first_seconds_per_flop(img_per_s: float, run: sweep.Run) -> float:
+    """Wall seconds per model FLOP of each of two runs at once, from the bare step's one-process
+    throughput `img_per_s` on `run`'s model."""
+    batch = int(run.overrides["batch_size"])
+    seconds_per_step = batch / (img_per_s * CONCURRENT_SHARE * STEP_EFFICIENCY)
+    return seconds_per_step / step_flops(run)
+
+
+def pair_steps(seconds: float, seconds_per_step: float | None, max_steps: int) -> int:
+    """Steps each run of a pair trains in `seconds` (less RUN_OVERHEAD_S) at `seconds_per_step`;
+    `max_steps` at most, and when the speed is not known yet."""
+    if seconds_per_step is None:
+        return max_steps
+    return min(max_steps, int(max(seconds - RUN_OVERHEAD_S, 0.0) / seconds_per_step))
+
+
+def sized(run: sweep.Run, steps: int, sizes: dict) -> sweep.Run:
+    """`run` at `steps` optimizer steps, the schedule's other lengths scaled to it: warmup 10%
+    of it, `sizes["evals"]` evaluations and `sizes["analyses"]` locality analyses, 4
+    checkpoints."""
+    batch = int(run.overrides["batch_size"])
+    epoch = steps_per_epoch(TRAIN_SIZES[dataset_of(run)], batch)
     return dataclasses.replace(
         run,
         overrides={
             **run.overrides,
-            "total_epochs": f"{epochs:g}",
-            "warmup_epochs": f"{epochs / 10:g}",
-            "eval_every_steps": str(max(1, steps // 20)),
-            "analysis.every_epochs": f"{epochs / 5:g}",
+            "total_steps": str(steps),
+            "warmup_epochs": f"{steps / 10 / epoch:.6g}",
+            "eval_every_steps": str(max(1, steps // sizes["evals"])),
+            "evals.locality.every_steps": str(max(1, steps // sizes["analyses"])),
+            "ckpt_every_steps": str(max(1, steps // 4)),
+            "log_every_steps": str(max(1, min(200, steps // 100))),
         },
     )
 
 
-def plan_runs(
-    data: str, tiny: bool, img_per_s: float | None = None, budget_s: float = 0.0
-) -> list[sweep.Run]:
-    """The sweep's runs reading DATA, in priority order; sized from `img_per_s` when given."""
-    entries, seeds = sweep.load_sweep(SWEEP)
-    overrides = {"batch_size": str(BATCH_SIZE), **(TINY if tiny else {})}
-    runs = [
-        dataclasses.replace(
-            run,
-            overrides={
-                **run.overrides,
-                "data.dir": str(pathlib.Path(data) / pathlib.Path(run.overrides["data.dir"]).name),
-            },
-        )
-        for run in sweep.expand(entries, seeds, global_overrides=overrides)
-    ]
-    first = "c10"
-    if img_per_s:
-        first, epochs = size_first_pair(img_per_s, budget_s)
-        runs = [sized(run, epochs) if dataset_of(run) == first else run for run in runs]
-    return sorted(runs, key=lambda run: priority(run, first))
+def planned_steps(run_dir: RunDir) -> int | None:
+    """The steps a run started before plans (its saved config), so that it resumes unchanged."""
+    saved = run_dir.read_config()
+    return None if saved is None else int(saved["total_steps"])
 
 
-def image_epochs(run: sweep.Run) -> float:
-    """Training images the run goes through: train set size x epochs."""
-    return TRAIN_SIZES[dataset_of(run)] * float(run.overrides["total_epochs"])
-
-
-def expected_seconds(run: sweep.Run, rates: dict[str, float]) -> float | None:
-    """`rates`: seconds per training image of the runs so far, by name. The run's expected wall
-    time at the last rate of its dataset, else at the last rate of any; None before any run."""
-    same = [rate for name, rate in rates.items() if name.startswith(f"{dataset_of(run)}_")]
-    rate = same[-1] if same else (list(rates.values())[-1] if rates else None)
-    return None if rate is None else rate * image_epochs(run)
-
-
-def device_kind() -> tuple[str, str]:
-    """(JAX's first device kind, JAX's version), asked in a child process: this one must not
-    hold the accelerator while the runs train."""
-    code = "import jax; print(jax.devices()[0].device_kind, jax.__version__, sep='|')"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    kind, _, version = out.stdout.strip().rpartition("\n")[2].partition("|")
-    return kind or "?", version or "?"
+def trained_to(run_dir: RunDir) -> int:
+    """The last step of a run's train rows (0 before any)."""
+    return max((r["step"] for r in run_dir.read_metrics() if "train/loss" in r), default=0)
 
 
 class Reproduction:
-    """The runs, trained one after another under one budget; OUT rewritten after each."""
+    """The pairs, each trained at once, under one budget; OUT rewritten after each."""
 
-    def __init__(self, runs: list[sweep.Run], root: pathlib.Path, out: pathlib.Path, args):
-        self.runs, self.root, self.out, self.args = runs, root, out, args
+    def __init__(self, pairs, root: pathlib.Path, out: pathlib.Path, args, sizes: dict):
+        self.pairs, self.root, self.out, self.args, self.sizes = pairs, root, out, args, sizes
         self.records: list[dict] = []
         self.began = time.monotonic()
-        self.kind, self.jax_version = device_kind()
+        self.seconds_per_flop: float | None = None
+        if args.img_per_s:
+            self.seconds_per_flop = first_seconds_per_flop(args.img_per_s, pairs[0][0])
+
+    def left(self) -> float:
+        return self.args.budget_s - (time.monotonic() - self.began)
 
     def train(self) -> None:
-        """Trains the runs in order within the budget; packs OUT after each."""
+        """Trains the pairs in order within the budget; packs OUT after each that trained."""
         env = {
-            **os.environ,
             "JAX_COMPILATION_CACHE_DIR": str(self.root / "jax_cache"),
+            **os.environ,
             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "XLA_PYTHON_CLIENT_PREALLOCATE": "false",  # two processes share the device
         }
-        rates: dict[str, float] = {}
-        for i, run in enumerate(self.runs, start=1):
-            run_dir = RunDir(self.root / run.name)
-            left = self.args.budget_s - (time.monotonic() - self.began)
-            expected = expected_seconds(run, rates)
-            seconds = 0.0
-            if run_dir.is_finished():
-                status = "finished before"
-            elif left <= 0 or (expected is not None and expected > left):
-                status = f"skipped (expected {expected or 0:.0f} s, {left:.0f} s left)"
+        for i, pair in enumerate(self.pairs, start=1):
+            names = " and ".join(run.name for run in pair)
+            dirs = [RunDir(self.root / run.name) for run in pair]
+            if all(run_dir.is_finished() for run_dir in dirs):
+                self.record(pair, dirs, ["finished before"] * 2, 0.0)
+                continue
+            started = [planned_steps(d) for d in dirs if planned_steps(d) is not None]
+            seconds_per_step = self.seconds_per_flop and self.seconds_per_flop * step_flops(pair[0])
+            steps = started[0] if started else pair_steps(
+                self.left(), seconds_per_step, self.sizes["max_steps"]
+            )  # fmt: skip
+            if self.left() <= 0 or steps < self.sizes["min_steps"]:
+                reason = "not started (" + (
+                    f"{steps} steps fit the {self.left():.0f} s left)" if self.left() > 0
+                    else "no time left)"
+                )  # fmt: skip
+                self.record(pair, dirs, [reason] * 2, 0.0)
+                continue
+            print(f"[pair {i}/{len(self.pairs)}] {names}: training {steps} steps", flush=True)
+            runs = [sized(run, steps, self.sizes) for run in pair]
+            logs = [(self.root / run.name).with_suffix(".log") for run in runs]
+            self.root.mkdir(parents=True, exist_ok=True)
+            before = [trained_to(d) for d in dirs]
+            began = time.monotonic()
+            try:
+                commands = [[sys.executable, "-m", "vit_locality.main", *r.args(self.root)]
+                            for r in runs]  # fmt: skip
+                with logs[0].open("a") as log0, logs[1].open("a") as log1:
+                    codes = process_group.run_together(
+                        commands, timeout_s=self.left(), env=env, outputs=[log0, log1],
+                        own_group=False, grace_s=self.args.grace_s,
+                    )  # fmt: skip
+            except process_group.Stopped:  # main packs
+                self.record(pair, dirs, [None, None], time.monotonic() - began, logs)
+                raise
+            seconds = time.monotonic() - began
+            self.record(pair, dirs, codes, seconds, logs)
+            self.pack()
+            done = max(trained_to(d) - b for d, b in zip(dirs, before, strict=True))
+            if done:
+                self.seconds_per_flop = seconds / (done * step_flops(pair[0]))
+
+    def record(self, pair, dirs, codes, seconds: float, logs=None) -> None:
+        """Each run's status, from its exit code (0, a code, None when stopped at the budget) or
+        a text; with `logs`, each run's output is kept as its workdir's train.log."""
+        for run, run_dir, code in zip(pair, dirs, codes, strict=True):
+            if isinstance(code, str):
+                status = code
             else:
-                print(f"[{i}/{len(self.runs)}] {run.name}: training", flush=True)
-                command = [sys.executable, "-m", "vit_locality.main", *run.args(self.root)]
-                began = time.monotonic()
-                code = process_group.run(command, timeout_s=left, env=env, own_group=False)
-                seconds = time.monotonic() - began
-                rates[run.name] = seconds / image_epochs(run)
+                step, total = trained_to(run_dir), run_dir.final_step()
                 if code == 0 and run_dir.is_finished():
                     status = "finished"
+                elif code is None:
+                    status = f"stopped at step {step} of {total}"
                 else:
-                    status = "stopped at the budget" if code is None else f"failed (exit {code})"
-            print(f"[{i}/{len(self.runs)}] {run.name}: {status}", flush=True)
+                    status = f"failed (exit {code}) at step {step} of {total}"
+            print(f"  {run.name}: {status}", flush=True)
             self.records.append({"name": run.name, "status": status, "seconds": round(seconds, 1)})
-            self.pack()
+        for run, log in zip(pair, logs, strict=True) if logs else ():
+            if log.is_file() and (self.root / run.name).is_dir():
+                shutil.copy2(log, self.root / run.name / "train.log")
 
-    def finished(self) -> list[str]:
-        return [r["name"] for r in self.records if r["status"].startswith("finished")]
+    def packed(self) -> list[str]:
+        """The runs OUT holds: every run that trained or finished, in the order trained."""
+        return [
+            r["name"]
+            for r in self.records
+            if not r["status"].startswith("not started") and (self.root / r["name"]).is_dir()
+        ]
 
     def pack(self) -> None:
-        """OUT from what is finished so far; then, with --archive, OUT as one .tar.gz."""
-        names = self.finished()
+        """OUT from the runs so far: their files, the report, summary.md, reproduce.json."""
+        names = self.packed()
         for name in names:
             source, target = self.root / name, self.out / "runs" / name
             target.mkdir(parents=True, exist_ok=True)
@@ -220,9 +288,14 @@ class Reproduction:
         if names:
             write_report([self.out / "runs"], self.out / "report")
             (self.out / "summary.md").write_text("\n".join(summary(self.out)) + "\n")
+        self.write_record()
+
+    def write_record(self) -> None:
+        """OUT/reproduce.json (every pair's status so far); then, with --archive, OUT as one
+        .tar.gz."""
+        self.out.mkdir(parents=True, exist_ok=True)
         record = {
-            "device_kind": self.kind,
-            "jax": self.jax_version,
+            "device_kind": self.args.device_kind,
             "command": " ".join(["python scripts/reproduce.py", *self.args.argv]),
             "budget_s": self.args.budget_s,
             "img_per_s": self.args.img_per_s,
@@ -245,18 +318,20 @@ def archive(folder: pathlib.Path, target: pathlib.Path) -> None:
 
 
 def summary(out: pathlib.Path) -> list[str]:
-    """OUT/summary.md's lines: every run's length and headline numbers, the per-condition table
-    (the README's results table), and whether the split holds."""
+    """OUT/summary.md's lines: every run's steps (reached, planned) and headline numbers (the
+    first-layer min MAD of its latest analysis, and that analysis's step), the per-condition
+    table (the README's results table), and whether the split holds."""
     runs = load_runs([out / "runs"])
     lines = table(
-        ["run", "steps", "epochs", "top-1 (%)", "min MAD, layer 1", "train img/s"],
+        ["run", "steps", "of", "top-1 (%)", "min MAD, layer 1", "at step", "train img/s"],
         [
             [
                 run.name,
+                str(run.last_step),
                 str(run.final_step),
-                f"{run.config['total_epochs']:g}",
                 number(run.top1, 2),
                 number(run.summary("min_mad_first_layer"), 3),
+                str(run.locality["step"]) if run.locality else "–",
                 f"{median_img_per_s(run.rows):.0f}",
             ]
             for run in runs
@@ -311,15 +386,20 @@ def median_img_per_s(rows: list[dict]) -> float:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python scripts/reproduce.py")
     parser.add_argument("--out", required=True, help="results folder, e.g. results/DATE-DEV-cutmix")
-    parser.add_argument("--budget_s", type=float, default=420.0, help="wall seconds for training")
+    parser.add_argument("--budget_s", type=float, default=324.0, help="wall seconds for training")
     parser.add_argument("--data", default="data", help="holds cifar10-sample/, fashion-mnist/")
     parser.add_argument("--root", default="runs/reproduce", help="the runs' workdirs")
     parser.add_argument(
         "--img_per_s", type=float, default=None, help="step throughput here: sizes the first pair"
     )
-    parser.add_argument("--archive", default=None, help="also OUT as this .tar.gz, after each run")
+    parser.add_argument("--device_kind", default="not given", help="recorded in reproduce.json")
+    parser.add_argument("--archive", default=None, help="also OUT as this .tar.gz, after each pair")
     parser.add_argument("--tiny", action="store_true", help="tiny ViT, a few steps (CPU check)")
-    parser.add_argument("--max_runs", type=int, default=None, help="only the first N by priority")
+    parser.add_argument("--max_pairs", type=int, default=None, help="only the first N pairs")
+    parser.add_argument("--max_steps", type=int, default=None, help="steps per run at most")
+    parser.add_argument(
+        "--grace_s", type=float, default=30.0, help="after SIGTERM, for a run's checkpoint"
+    )
     args = parser.parse_args(argv)
     args.argv = argv
     for folder in ("cifar10-sample", "fashion-mnist"):
@@ -327,18 +407,23 @@ def main(argv: list[str]) -> int:
             print(f"error: --data={args.data} has no {folder}/ (copy it from ../shared/data)",
                   file=sys.stderr)  # fmt: skip
             return 2
-    runs = plan_runs(args.data, args.tiny, args.img_per_s, args.budget_s)[: args.max_runs]
-    reproduction = Reproduction(runs, pathlib.Path(args.root), pathlib.Path(args.out), args)
+    sizes = dict(SIZES["tiny" if args.tiny else "full"])
+    if args.max_steps:
+        sizes["max_steps"] = args.max_steps
+    pairs = plan_pairs(args.data, args.tiny)[: args.max_pairs]
+    reproduction = Reproduction(pairs, pathlib.Path(args.root), pathlib.Path(args.out), args, sizes)
 
     process_group.raise_on_sigterm()
     try:
         reproduction.train()
     except process_group.Stopped:
-        print("SIGTERM: packing the runs finished so far", flush=True)
+        print("SIGTERM: packing the runs so far", flush=True)
         reproduction.pack()
-    finished = reproduction.finished()
-    print(f"wrote {args.out}: {len(finished)} of {len(runs)} runs finished", flush=True)
-    return 0 if finished else 1
+    else:
+        reproduction.write_record()  # the pairs that did not start, without re-rendering
+    packed = reproduction.packed()
+    print(f"wrote {args.out}: {len(packed)} runs of {2 * len(pairs)}", flush=True)
+    return 0 if packed else 1
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ repository, in a Python where the project is not installed, TensorFlow and tfds 
 and ml-collections comes only from a `--target` folder on PYTHONPATH, with the data in `data/`.
 Also: its children stop whole at a limit, and the visit ends by its deadline."""
 
+import importlib
 import json
 import os
 import pathlib
@@ -18,6 +19,9 @@ import pytest
 from vit_locality import process_group
 
 from .conftest import CIFAR10_SAMPLE, FASHION_MNIST, REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import reproduce  # noqa: E402
 
 needs_data = pytest.mark.skipif(
     not (CIFAR10_SAMPLE / "test_batch.bin").exists() or not FASHION_MNIST.is_dir(),
@@ -110,46 +114,53 @@ def test_the_visit_packs_every_stage_from_a_plain_copy(as_there, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     stages = [(r["stage"], r["status"]) for r in rows if r["name"] == "stage"]
     assert stages == [
-        (name, "done") for name in ("env", "tests", "speed", "reproduction", "more_speed")
+        (name, "done") for name in ("env", "sizing", "reproduction", "speed", "more_speed")
     ]
     named = {}
     for row in rows:
         named.setdefault(row["name"], []).append(row)
-    assert named["env"][0]["device_kind"] == "cpu" and named["env"][0]["device_count"] == 1
-    pytest_row = named["pytest"][0]
-    assert pytest_row["passed"] > 0 and pytest_row["failed"] == pytest_row["errors"] == 0
-    ours = named["train_step"][0]
-    assert (ours["framework"], ours["mode"], ours["dtype"]) == ("jax", "jit", "bfloat16")
-    assert ours["batch_size"] == 8 and ours["windows"] == 2 and ours["img_per_s"] > 0
+    env = named["env"][0]
+    assert (env["device_kind"], env["device_count"], env["platform"]) == ("cpu", 1, "cpu")
+    assert env["torch_cuda"] is None  # no torch in this Python
+    sizing, ours = named["train_step"][:2]
+    assert (sizing["model"], sizing["framework"], sizing["dtype"]) == (
+        "fashion_mnist", "jax", "bfloat16",
+    )  # fmt: skip
+    assert sizing["batch_size"] == 8 and sizing["windows"] == 2 and sizing["img_per_s"] > 0
+    assert sizing["flops_per_step"] == 108_674_187_264 // 16  # the formula, batch 8 of 128
     speed = named["speed"][0]  # no torch in this Python: timm's row is missing, no ratio
+    assert (ours["model"], ours["batch_size"]) == ("cifar", 8)
     assert speed["ours_img_per_s"] == ours["img_per_s"] and speed["ratio"] is None
     assert "pip install torch timm" in (tmp_path / "log.txt").read_text()
-    assert [r["dtype"] for r in named["train_step"]] == ["bfloat16", "float32"]  # stage 5
+    assert [r["dtype"] for r in named["train_step"][2:]] == ["float32"]  # stage 5
     assert named["locality_pass"][0]["img_per_s"] > 0
 
     reproduction = named["reproduction"][0]
-    assert reproduction["img_per_s"] == round(ours["img_per_s"], 1)
-    runs = reproduction["runs"]
-    assert [(r["name"], r["status"]) for r in runs] == [
-        ("c10_baseline_seed0", "finished"),
-        ("c10_cm_seed0", "finished"),
+    assert reproduction["img_per_s"] == round(sizing["img_per_s"], 1)
+    assert [(r["name"], r["status"]) for r in reproduction["runs"]] == [
+        ("fmnist_baseline_seed0", "finished"),
+        ("fmnist_cm_seed0", "finished"),
     ]
     with tarfile.open(tmp_path / "reproduction.tar.gz") as archive:
         names = archive.getnames()
-        config = json.load(archive.extractfile("reproduction/runs/c10_cm_seed0/config.json"))
-        plan = json.load(archive.extractfile("reproduction/runs/c10_cm_seed0/plan.json"))
+        config = json.load(archive.extractfile("reproduction/runs/fmnist_cm_seed0/config.json"))
+        record = json.load(archive.extractfile("reproduction/reproduce.json"))
         run_summary = archive.extractfile("reproduction/summary.md").read().decode()
-    assert "reproduction/runs/c10_baseline_seed0/locality.json" in names
+    assert "reproduction/runs/fmnist_baseline_seed0/locality.json" in names
     assert not any("checkpoints" in name for name in names)
-    # Sized from the step's throughput: a CPU's fits less than an epoch, so the floor of 1.
-    assert config["total_epochs"] == 1.0 and config["warmup_epochs"] == 0.1
-    assert plan["total_steps"] == 5085 // 64  # one epoch of the sample at the tiny batch
-    assert f"| c10_cm_seed0 | {plan['total_steps']} | 1 |" in run_summary
+    assert record["device_kind"] == "cpu"  # passed in from the env stage
+    # Sized from the step's throughput: a CPU's fits fewer than the tiny cap of 40 steps, or
+    # the cap; the cosine runs over exactly that length.
+    assert 4 <= config["total_steps"] <= 40 and config["schedule"] == "cosine"
+    assert f"| fmnist_cm_seed0 | {config['total_steps']} | {config['total_steps']} |" in (
+        run_summary
+    )
 
     summary = (tmp_path / "summary.md").read_text()
     assert summary.startswith("# GPU visit: cpu x 1")
     assert "no ratio (a row is missing: see log.txt)" in summary
     assert run_summary.strip() in summary and "## Stages" in summary
+    assert summary.index("## Reproduction") < summary.index("## Speed")
 
 
 @needs_data
@@ -160,10 +171,50 @@ def test_the_visit_ends_by_its_deadline_with_what_it_finished(as_there, tmp_path
     rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert rows[0]["name"] == "env" and rows[-1]["name"] == "done"
     statuses = {r["stage"]: r["status"] for r in rows if r["name"] == "stage"}
-    assert list(statuses) == ["env", "tests", "speed", "reproduction", "more_speed"]
+    assert list(statuses) == ["env", "sizing", "reproduction", "speed", "more_speed"]
     assert set(statuses.values()) <= {"done", "no time left"}
-    assert statuses["reproduction"] == "no time left"  # it needs RESERVE_S and more
+    assert statuses["reproduction"] == "no time left"  # it needs PAIR_SHARE and PACK_S
     assert (tmp_path / "summary.md").read_text().startswith("# GPU visit: cpu x 1")
+
+
+@needs_data
+def test_without_a_gpu_the_full_visit_stops_after_env_in_one_line(as_there, tmp_path):
+    repo, python, env = as_there
+    command = [python, "benchmarks/accelerator.py", f"--out={tmp_path}", "--data=data"]
+    result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: JAX sees no GPU (cpu x 1); torch sees no GPU (not installed): stopping the "
+        "visit (OUT/results.jsonl has the env row)"
+    ]
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [r["name"] for r in rows] == ["env", "stage", "done"]
+    assert rows[1]["status"].startswith("failed: JAX sees no GPU")
+
+
+def test_at_60000_img_per_s_each_run_of_the_pair_gets_30000_steps_whatever_came_before():
+    """The plan's arithmetic on the H200's expected numbers: the bare bf16 step at 60,000 img/s
+    (batch 128, one process). The stages before the pair end by the pre-pair deadline however
+    slow they are, so the pair's budget is at least 60% of the 540 s, the pair fits 30,000
+    steps per run or more, and it ends, packed, inside the visit."""
+    budget = 540.0
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        accelerator = importlib.import_module("accelerator")
+    finally:
+        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+    reserve = accelerator.FULL["speed_reserve_s"]
+    (run, _), *_ = reproduce.plan_pairs("data", tiny=False)
+    per_step = reproduce.first_seconds_per_flop(60_000, run) * reproduce.step_flops(run)
+    slowest_start = accelerator.pre_pair_deadline_s(budget)
+    for started_at in (10.0, 45.0, slowest_start):  # the env and sizing stages' wall time
+        left = budget - started_at
+        pair_s = accelerator.pair_budget_s(budget, left, reserve)
+        assert pair_s >= accelerator.PAIR_SHARE * budget
+        assert started_at + pair_s + accelerator.PACK_S <= budget
+        assert reproduce.pair_steps(pair_s, per_step, reproduce.PAPER_STEPS) >= 30_000
+    fast = accelerator.pair_budget_s(budget, budget - 10.0, reserve)
+    assert fast == budget - 10.0 - reserve - accelerator.PACK_S  # the speed stage keeps its time
 
 
 GRANDCHILD = """

@@ -11,11 +11,12 @@ on real images read from DATA (`data/` in the repository, ignored by git):
     python scripts/reproduce.py --out=results/DATE-DEVICE-cutmix   # priority order, time budget
     python -m vit_locality.sweep configs/sweeps/reproduce.py --root=runs/reproduce --seeds=2
 
-`scripts/reproduce.py` runs these in the order the result needs them (Baseline and +CutMix,
-then the other two, then seed 1, then the other dataset) within a time budget, and can size the
-first dataset's epochs from the device's measured throughput (`--img_per_s`). The paper
-(CIFAR-100, AutoAugment on): every condition with CutMix has first-layer min MAD <= 0.024, every
-one without >= 0.210.
+`scripts/reproduce.py` trains these two at a time (Baseline and +CutMix on Fashion-MNIST first,
+then on the CIFAR-10 sample, then the other two conditions, then seed 1) within a time budget,
+each pair toward the paper's 39,000 optimizer steps per run (`total_steps`, sized from the
+device's measured throughput, `--img_per_s`, over the epochs below, which are for
+`vit_locality.sweep`). The paper (CIFAR-100, AutoAugment on): every condition with CutMix has
+first-layer min MAD <= 0.024, every one without >= 0.210.
 """
 
 SEEDS = 2
