@@ -85,23 +85,52 @@ def _linspace_f32(start: float, end: float, steps: int) -> np.ndarray:
     )
 
 
-def _torchvision_magnitude(op: str, bin_: int, size: tuple[int, int], negate: bool) -> float:
-    """`float(magnitudes[bin])` of `AutoAugment._augmentation_space(10, (height, width))`, negated
-    for signed ops when asked."""
+def _augmentation_space(num_bins: int, size: tuple[int, int], space: str) -> dict:
+    """`{op: (magnitudes, signed)}` of torchvision's `_augmentation_space(num_bins, ...)`:
+    AutoAugment's and RandAugment's ("autoaugment"; RandAugment adds Identity and drops Invert,
+    which take no magnitude) or TrivialAugmentWide's ("wide")."""
     height, width = size
-    table = {
-        "ShearX": (_linspace_f32(0.0, 0.3, NUM_BINS), True),
-        "ShearY": (_linspace_f32(0.0, 0.3, NUM_BINS), True),
-        "TranslateX": (_linspace_f32(0.0, 150.0 / 331.0 * width, NUM_BINS), True),
-        "TranslateY": (_linspace_f32(0.0, 150.0 / 331.0 * height, NUM_BINS), True),
-        "Rotate": (_linspace_f32(0.0, 30.0, NUM_BINS), True),
-        "Brightness": (_linspace_f32(0.0, 0.9, NUM_BINS), True),
-        "Color": (_linspace_f32(0.0, 0.9, NUM_BINS), True),
-        "Contrast": (_linspace_f32(0.0, 0.9, NUM_BINS), True),
-        "Sharpness": (_linspace_f32(0.0, 0.9, NUM_BINS), True),
-        "Posterize": (np.array([8, 8, 7, 7, 6, 6, 5, 5, 4, 4], np.float32), False),
-        "Solarize": (_linspace_f32(255.0, 0.0, NUM_BINS), False),
+    if space == "wide":
+        shear, translate_x, translate_y, rotate, enhance, posterize = (
+            0.99,
+            32.0,
+            32.0,
+            135.0,
+            0.99,
+            6,
+        )
+    else:
+        shear, rotate, enhance, posterize = 0.3, 30.0, 0.9, 4
+        translate_x, translate_y = 150.0 / 331.0 * width, 150.0 / 331.0 * height
+    posterize_bits = 8 - np.round(
+        np.arange(num_bins).astype(np.float32) / np.float32((num_bins - 1) / posterize)
+    )
+    return {
+        "ShearX": (_linspace_f32(0.0, shear, num_bins), True),
+        "ShearY": (_linspace_f32(0.0, shear, num_bins), True),
+        "TranslateX": (_linspace_f32(0.0, translate_x, num_bins), True),
+        "TranslateY": (_linspace_f32(0.0, translate_y, num_bins), True),
+        "Rotate": (_linspace_f32(0.0, rotate, num_bins), True),
+        "Brightness": (_linspace_f32(0.0, enhance, num_bins), True),
+        "Color": (_linspace_f32(0.0, enhance, num_bins), True),
+        "Contrast": (_linspace_f32(0.0, enhance, num_bins), True),
+        "Sharpness": (_linspace_f32(0.0, enhance, num_bins), True),
+        "Posterize": (posterize_bits.astype(np.float32), False),
+        "Solarize": (_linspace_f32(255.0, 0.0, num_bins), False),
     }
+
+
+def _torchvision_magnitude(
+    op: str,
+    bin_: int,
+    size: tuple[int, int],
+    negate: bool,
+    num_bins: int = NUM_BINS,
+    space: str = "autoaugment",
+) -> float:
+    """`float(magnitudes[bin])` of `_augmentation_space(num_bins, (height, width))` (AutoAugment's
+    by default), negated for signed ops when asked; 0 for ops without a magnitude."""
+    table = _augmentation_space(num_bins, size, space)
     if op not in table:
         return 0.0
     values, signed = table[op]
@@ -147,6 +176,8 @@ def _pillow_op(pil: Image.Image, op: str, magnitude: float) -> Image.Image:
         return affine([width * 0.5, height * 0.5], [0, int(magnitude)], [0.0, 0.0])
     if op == "Rotate":
         return pil.rotate(magnitude, Image.Resampling.NEAREST, expand=False, fillcolor=0)
+    if op == "Identity":
+        return pil.copy()
     enhancers = {
         "Brightness": ImageEnhance.Brightness,
         "Color": ImageEnhance.Color,

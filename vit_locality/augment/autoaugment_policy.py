@@ -1,7 +1,9 @@
 """AutoAugment's CIFAR-10 policy as data, and every op at every magnitude as a static kernel
 with its parameters, computed once in NumPy: shared by the TensorFlow ops
 (`vit_locality.data.autoaugment`, on the host in tf.data) and the JAX ops (`on_device`, on the
-accelerator). No TensorFlow, no JAX.
+accelerator). No TensorFlow, no JAX. The magnitude spaces (`SPACES`: AutoAugment's, which
+RandAugment shares, and TrivialAugmentWide's) and the kernels with Identity also serve
+RandAugment and TrivialAugmentWide (`rand_augment`).
 
 See `vit_locality.data.autoaugment` for the semantics (torchvision's, bit for bit against Pillow).
 """
@@ -94,21 +96,41 @@ def _torch_linspace(start: float, end: float, steps: int) -> np.ndarray:
     return np.where(index < steps // 2, up, down).astype(np.float32)
 
 
-def magnitudes(op_name: str, num_bins: int, height: int, width: int) -> np.ndarray:
-    """float32 `[num_bins]` unsigned magnitudes of one op (`_augmentation_space`); zeros for ops
-    without a magnitude."""
+# The magnitude spaces of torchvision's `_augmentation_space`: "autoaugment" is AutoAugment's and
+# RandAugment's (the same table), "wide" is TrivialAugmentWide's. Each op's range, as the end of
+# `torch.linspace(0, end, num_bins)` (translations: a fraction of the image side, or pixels), and
+# the Posterize divisor.
+SPACES = ("autoaugment", "wide")
+_RANGES = {
+    "autoaugment": {"Shear": 0.3, "Translate": 150.0 / 331.0, "Rotate": 30.0, "Enhance": 0.9},
+    "wide": {"Shear": 0.99, "Translate": None, "Rotate": 135.0, "Enhance": 0.99},
+}
+_POSTERIZE_DIVISOR = {"autoaugment": 4, "wide": 6}
+_WIDE_TRANSLATE_PIXELS = 32.0
+
+
+def magnitudes(
+    op_name: str, num_bins: int, height: int, width: int, space: str = "autoaugment"
+) -> np.ndarray:
+    """float32 `[num_bins]` unsigned magnitudes of one op in one space (`_augmentation_space`);
+    zeros for ops without a magnitude (AutoContrast, Equalize, Invert, Identity)."""
+    if space not in SPACES:
+        raise ValueError(f"unknown magnitude space {space!r}; expected one of {SPACES}")
+    ranges = _RANGES[space]
     if op_name in ("ShearX", "ShearY"):
-        return _torch_linspace(0.0, 0.3, num_bins)
-    if op_name == "TranslateX":
-        return _torch_linspace(0.0, 150.0 / 331.0 * width, num_bins)
-    if op_name == "TranslateY":
-        return _torch_linspace(0.0, 150.0 / 331.0 * height, num_bins)
+        return _torch_linspace(0.0, ranges["Shear"], num_bins)
+    if op_name in ("TranslateX", "TranslateY"):
+        if ranges["Translate"] is None:  # TrivialAugmentWide: 32 pixels whatever the size
+            return _torch_linspace(0.0, _WIDE_TRANSLATE_PIXELS, num_bins)
+        side = width if op_name == "TranslateX" else height
+        return _torch_linspace(0.0, ranges["Translate"] * side, num_bins)
     if op_name == "Rotate":
-        return _torch_linspace(0.0, 30.0, num_bins)
+        return _torch_linspace(0.0, ranges["Rotate"], num_bins)
     if op_name in ("Brightness", "Color", "Contrast", "Sharpness"):
-        return _torch_linspace(0.0, 0.9, num_bins)
+        return _torch_linspace(0.0, ranges["Enhance"], num_bins)
     if op_name == "Posterize":
-        ratio = np.arange(num_bins, dtype=np.float32) / np.float32((num_bins - 1) / 4)
+        divisor = np.float32((num_bins - 1) / _POSTERIZE_DIVISOR[space])
+        ratio = np.arange(num_bins, dtype=np.float32) / divisor
         return (8 - np.round(ratio)).astype(np.float32)
     if op_name == "Solarize":
         return _torch_linspace(255.0, 0.0, num_bins)
@@ -116,13 +138,19 @@ def magnitudes(op_name: str, num_bins: int, height: int, width: int) -> np.ndarr
 
 
 def magnitude(
-    op_name: str, magnitude_bin: int | None, num_bins: int, height: int, width: int, negate: bool
+    op_name: str,
+    magnitude_bin: int | None,
+    num_bins: int,
+    height: int,
+    width: int,
+    negate: bool,
+    space: str = "autoaugment",
 ) -> float:
     """torchvision's `magnitude` argument of `_apply_op`: `float(magnitudes[bin])`, 0 for a None
     bin, negated for signed ops when `negate`."""
     if magnitude_bin is None:
         return 0.0
-    magnitude = float(magnitudes(op_name, num_bins, height, width)[magnitude_bin])
+    magnitude = float(magnitudes(op_name, num_bins, height, width, space)[magnitude_bin])
     return -magnitude if negate and op_name in SIGNED_OPS else magnitude
 
 
@@ -177,9 +205,12 @@ def _pil_affine_source(matrix: list[float], height: int, width: int) -> np.ndarr
 
 def op_spec(op_name: str, magnitude: float, height: int, width: int) -> OpSpec:
     """The kernel and parameters of torchvision `_apply_op(op_name, magnitude)` on an image of
-    size `height x width`; `magnitude` is already signed."""
+    size `height x width`; `magnitude` is already signed. "Identity" (RandAugment's and
+    TrivialAugmentWide's) is the identity kernel."""
     values = np.arange(256)
     spec = OpSpec(IDENTITY, np.arange(height * width, dtype=np.int32), values.astype(np.uint8), 1.0)
+    if op_name == "Identity":
+        return spec
     matrix = None
     if op_name == "ShearX":
         matrix = _inverse_affine((0.0, 0.0), (0, 0), (math.degrees(math.atan(magnitude)), 0.0))

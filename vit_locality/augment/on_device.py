@@ -1,4 +1,5 @@
-"""AutoAugment (CIFAR-10 policy) and ColorJitter in JAX, for the input on the accelerator.
+"""Crop and flip, AutoAugment (CIFAR-10 policy) and ColorJitter in JAX, for the input on the
+accelerator.
 
 The same semantics as the TensorFlow ops of `vit_locality.data.autoaugment` and `color_jitter`
 (torchvision's, bit
@@ -30,6 +31,20 @@ from vit_locality.augment.autoaugment_policy import (
     policy_probabilities,
     policy_specs,
 )
+
+
+def pad_crop_flip(key: jax.Array, image: jax.Array, padding: int, flip: bool) -> jax.Array:
+    """One uint8 [H, W, C] image: zero-pad by `padding`, random crop back, mirror with p = 1/2."""
+    crop_key, flip_key = jax.random.split(key)
+    height, width, channels = image.shape
+    if padding > 0:
+        padded = jnp.pad(image, ((padding, padding), (padding, padding), (0, 0)))
+        offset = jax.random.randint(crop_key, (2,), 0, 2 * padding + 1)
+        image = jax.lax.dynamic_slice(padded, (offset[0], offset[1], 0), (height, width, channels))
+    if flip:
+        image = jnp.where(jax.random.uniform(flip_key) < 0.5, image[:, ::-1], image)
+    return image
+
 
 _PIL_LUMA = np.array([19595, 38470, 7471], np.int32)
 
@@ -148,11 +163,17 @@ def _kernels(image: jax.Array, source: jax.Array, lut: jax.Array, factor: jax.Ar
 
 
 def apply_op(
-    image: jax.Array, op_name: str, magnitude_bin: int | None, num_bins: int = 10, negate=False
+    image: jax.Array,
+    op_name: str,
+    magnitude_bin: int | None,
+    num_bins: int = 10,
+    negate=False,
+    space: str = "autoaugment",
 ) -> jax.Array:
-    """One AutoAugment op at a fixed magnitude bin (the JAX twin of `autoaugment.apply_op`)."""
+    """One AutoAugment op at a fixed magnitude bin (the JAX twin of `autoaugment.apply_op`, with
+    its "Identity" and magnitude `space`s)."""
     height, width = image.shape[:2]
-    signed = magnitude(op_name, magnitude_bin, num_bins, height, width, negate)
+    signed = magnitude(op_name, magnitude_bin, num_bins, height, width, negate, space)
     spec = op_spec(op_name, signed, height, width)
     kernels = _kernels(image, jnp.asarray(spec.source), jnp.asarray(spec.lut), spec.factor)
     return kernels[spec.kind]()

@@ -170,32 +170,35 @@ def apply_op(
     magnitude_bin: int | None,
     num_bins: int = 10,
     negate: bool = False,
+    space: str = "autoaugment",
 ) -> tf.Tensor:
     """One AutoAugment op at a fixed magnitude bin, deterministically (torchvision `_apply_op`).
 
     Args:
       image: uint8 `[H, W, C]`, C = 1 or 3, static shape.
-      op_name: one of `OP_NAMES` (torchvision's names).
+      op_name: one of `OP_NAMES` (torchvision's names), or "Identity" (RandAugment's).
       magnitude_bin: index into the op's `num_bins` magnitudes; ignored for AutoContrast,
-        Equalize and Invert; None means magnitude 0, as in torchvision.
-      num_bins: number of magnitude bins, >= 2 (AutoAugment uses 10).
+        Equalize, Invert and Identity; None means magnitude 0, as in torchvision.
+      num_bins: number of magnitude bins, >= 2 (AutoAugment uses 10, RandAugment and
+        TrivialAugmentWide 31).
       negate: use the negative magnitude; ignored for unsigned ops.
+      space: the magnitude ranges, "autoaugment" (AutoAugment, RandAugment) or "wide"
+        (TrivialAugmentWide): `autoaugment_policy.magnitudes`.
 
     Returns:
       uint8 `[H, W, C]`.
     """
     image = _check_image(image)
-    if op_name not in OP_NAMES:
-        raise ValueError(f"unknown op {op_name!r}; expected one of {OP_NAMES}")
+    if op_name not in (*OP_NAMES, "Identity"):
+        raise ValueError(f"unknown op {op_name!r}; expected one of {OP_NAMES} or Identity")
     if num_bins < 2 or not (magnitude_bin is None or 0 <= magnitude_bin < num_bins):
         raise ValueError(
             f"need num_bins >= 2 and 0 <= magnitude_bin < num_bins, got "
             f"{magnitude_bin} of {num_bins}"
         )
     height, width = image.shape[0], image.shape[1]
-    spec = op_spec(
-        op_name, magnitude(op_name, magnitude_bin, num_bins, height, width, negate), height, width
-    )
+    signed = magnitude(op_name, magnitude_bin, num_bins, height, width, negate, space)
+    spec = op_spec(op_name, signed, height, width)
     return _kernels(image, _tables((spec,)), tf.constant(0))[spec.kind]()
 
 
