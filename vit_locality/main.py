@@ -44,9 +44,10 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     from vit_locality.parallel import multihost
     from vit_locality.train import TrainingDiverged, train_and_evaluate
-    from vit_locality.workdir.checkpointing import quiet_failed_saves
+    from vit_locality.workdir.checkpointing import quiet_failed_saves, quiet_save_wait_hints
 
     quiet_failed_saves()
+    quiet_save_wait_hints()
     workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
     try:
         if _MULTIHOST.value:

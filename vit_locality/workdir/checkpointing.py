@@ -3,17 +3,23 @@
 A step directory is written asynchronously and only counts once orbax has committed it, so a
 process killed mid-save leaves the previous checkpoint as the latest one (its half-written
 `<step>.orbax-checkpoint-tmp*` directory is never restored, and the next save of that step
-replaces it). A checkpoint whose bytes are bad (tensorstore cannot decode them, or they decode
-to non-finite numbers, which are never saved) raises `UnreadableCheckpoint`, one line naming its
-step; `set_aside` moves it out of orbax's sight. One that cannot be read for another reason
-(I/O, the network, memory) raises `UserError` and is left as it is. A save that fails raises
-`UserError` with one line saying what to do. A save is not started when the disk has less room
-than the state's bytes; one that fails later, in orbax's background threads (the disk filled up
-meanwhile), surfaces at the next `save`, `wait` or `close`.
+replaces it). A checkpoint whose bytes are bad (tensorstore cannot decode them, a file is cut
+short or missing, or they decode to non-finite numbers, which are never saved) raises
+`UnreadableCheckpoint`, one line naming its step; `set_aside` moves it out of orbax's sight. One
+that cannot be read for another reason (I/O, the network, memory) raises `UserError` and is left
+as it is. A save that fails raises `UserError` with one line saying what to do. A save is not
+started when the disk has less room than the state's bytes; one that fails later, in orbax's
+background threads (the disk filled up meanwhile), surfaces at the next `save`, `wait` or
+`close`.
+
+A restore that fails part-way (one array undecodable) ends with every other read of it finished,
+never abandoned: see `_run_every_task_to_the_end`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import pathlib
 import shutil
@@ -25,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from etils import epath
+from orbax.checkpoint._src import asyncio_utils
 
 from vit_locality.errors import UserError, first_line, out_of_space
 from vit_locality.workdir import is_remote
@@ -75,6 +82,58 @@ def quiet_failed_saves() -> None:
         message=r"coroutine 'async_serialize_from_host\.<locals>\.write_fragment' was never",
         category=RuntimeWarning,
     )
+
+
+class _DropSaveWaitHint(logging.Filter):
+    """orbax's warning that a save waited for the one before it ("Waiting for previous save to
+    complete took 1.03 seconds. If this number is high, consider checkpointing less
+    frequently."), which a loaded machine prints among the progress lines; the progress line's
+    img/s shows what saving costs. Every other record stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            "orbax" in record.pathname
+            and record.getMessage().startswith("Waiting for previous save to complete")
+        )
+
+
+def quiet_save_wait_hints() -> None:
+    """Installs the filter above on absl's logger (for entry points that save)."""
+    logging.getLogger("absl").addFilter(_DropSaveWaitHint())
+
+
+def _run_every_task_to_the_end(coro: Any) -> Any:
+    """orbax's `asyncio_utils._run_sync_via_new_loop` (how its `run_sync` runs every restore
+    and save when no event loop is running), except that when `coro` fails, the loop's other
+    tasks run to their end before the loop is closed.
+
+    orbax reads a checkpoint's arrays as tasks under `asyncio.gather`, which returns at the
+    first failure and leaves the other reads running; orbax then closes the loop, abandoning
+    them. The garbage collector later closes each abandoned coroutine, and orbax's
+    `_read_array_index_and_device_put` turns that GeneratorExit into an Exception (its
+    `except BaseException` around the read), which Python prints as "Exception ignored in:
+    <coroutine object _read_array_index_and_device_put ...>" and a traceback, one per read
+    still in flight: on a machine where the failing read finishes first, a corrupt checkpoint
+    printed dozens. Finished here, each read's result or error is collected instead (the
+    first failure is still the one raised). A KeyboardInterrupt or SystemExit does not wait."""
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        try:
+            return loop.run_until_complete(coro)
+        except Exception:
+            while pending := asyncio.all_tasks(loop):
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            raise
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+# orbax 0.12.8's run_sync looks the function up at each call; a newer orbax without it is left
+# as it is (test_checkpointing checks that restores go through the function above).
+if hasattr(asyncio_utils, "_run_sync_via_new_loop"):
+    asyncio_utils._run_sync_via_new_loop = _run_every_task_to_the_end
 
 
 class Checkpointer:
@@ -199,8 +258,23 @@ class Checkpointer:
         return f"the last committed one (step {kept}) is kept" if kept else "none is committed yet"
 
 
-# What tensorstore's errors say when a checkpoint's bytes are bad (not when reading them failed).
-_CORRUPTION_MARKERS = ("DATA_LOSS", "decompress", "checksum", "corrupt")
+# What tensorstore's errors say when a checkpoint's bytes are bad or missing (not when reading
+# them failed): undecodable ("DATA_LOSS", zstd's "decompress", "checksum", "corrupt"), a file
+# shorter than the index says ("OUT_OF_RANGE: Requested byte range ... is not valid"), a data
+# file that is gone (read as empty: "Truncated Zstd-compressed stream"), an index file that is
+# gone ("NOT_FOUND").
+_CORRUPTION_MARKERS = (
+    "DATA_LOSS",
+    "decompress",
+    "checksum",
+    "corrupt",
+    "OUT_OF_RANGE",
+    "Truncated",
+    "NOT_FOUND",
+)
+# orbax's own files of a checkpoint, cut short or gone: its JSON metadata does not parse, or
+# its `meta/metadata` is not there (a committed checkpoint holds every one).
+_CORRUPTION_TYPES = (json.JSONDecodeError, FileNotFoundError)
 
 
 def _chain(e: BaseException) -> list[BaseException]:
@@ -219,9 +293,12 @@ def _reason(e: BaseException) -> str:
 
 
 def _is_corruption(e: BaseException) -> bool:
-    """Whether restoring failed on the checkpoint's bytes (they cannot be decoded), as opposed
-    to reading them (I/O, permissions, the network, memory)."""
-    text = " ".join(str(x) for x in _chain(e)).lower()
+    """Whether restoring failed on the checkpoint's bytes (they cannot be decoded, or are not
+    all there), as opposed to reading them (I/O, permissions, the network, memory)."""
+    chain = _chain(e)
+    if any(isinstance(x, _CORRUPTION_TYPES) for x in chain):
+        return True
+    text = " ".join(str(x) for x in chain).lower()
     return any(marker.lower() in text for marker in _CORRUPTION_MARKERS)
 
 
