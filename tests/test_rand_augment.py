@@ -62,13 +62,14 @@ RA_MAGNITUDE = 9
 
 @pytest.fixture(scope="module")
 def pil_images() -> list[Image.Image]:
-    """Three real RGB images, one of them in grayscale ("L"), and a flat one (AutoContrast and
-    Equalize edge cases)."""
+    """Three real RGB images, one of them in grayscale ("L"), one cropped to 32 wide by 24 high
+    (translations scale with the width or the height), and a flat one (AutoContrast and Equalize
+    edge cases)."""
     if not (CIFAR10_SAMPLE / "test_batch.bin").exists():
         pytest.skip(f"real CIFAR-10 sample not found at {CIFAR10_SAMPLE}")
     rgb = [Image.fromarray(image) for image in _read_cifar(CIFAR10_SAMPLE, 3)]
     flat = Image.fromarray(np.full((32, 32, 3), 77, np.uint8))
-    return [*rgb, rgb[0].convert("L"), flat]
+    return [*rgb, rgb[0].convert("L"), rgb[1].crop((0, 0, 32, 24)), flat]
 
 
 @pytest.fixture(scope="module")

@@ -110,14 +110,25 @@ def _uniform_index(uniform: jax.Array, count: int) -> jax.Array:
     return jnp.minimum((uniform * count).astype(jnp.int32), count - 1)
 
 
+@functools.cache
+def _stacked(builder, *args) -> tuple[np.ndarray, ...]:
+    """`OpSpec` fields of `builder(*args)` stacked over specs (NumPy, made once)."""
+    specs = builder(*args)
+    return (
+        np.array([spec.kind for spec in specs], np.int32),
+        np.stack([spec.source for spec in specs]),
+        np.stack([spec.lut for spec in specs]),
+        np.array([spec.factor for spec in specs], np.float32),
+    )
+
+
 class _Tables:
     """`OpSpec` fields stacked over specs, as JAX constants."""
 
-    def __init__(self, specs: tuple[OpSpec, ...]):
-        self.kinds = jnp.asarray([spec.kind for spec in specs], jnp.int32)
-        self.sources = jnp.asarray(np.stack([spec.source for spec in specs]))
-        self.luts = jnp.asarray(np.stack([spec.lut for spec in specs]))
-        self.factors = jnp.asarray([spec.factor for spec in specs], jnp.float32)
+    def __init__(self, builder, *args):
+        self.kinds, self.sources, self.luts, self.factors = map(
+            jnp.asarray, _stacked(builder, *args)
+        )
 
     def apply(self, image: jax.Array, index: jax.Array) -> jax.Array:
         kernels = on_device._kernels(
@@ -144,7 +155,7 @@ def rand_augment_apply(
 ) -> jax.Array:
     """RandAugment's ops `ops` (int `[num_ops]`, into `OPS`) with negations `negate` (bool
     `[num_ops]`) on one uint8 `[H, W, C]`, in order, deterministically."""
-    tables = _Tables(rand_augment_specs(*image.shape[:2], magnitude_bin, num_bins))
+    tables = _Tables(rand_augment_specs, *image.shape[:2], magnitude_bin, num_bins)
     negate = jnp.asarray(negate).astype(jnp.int32)
     for slot in range(jnp.shape(ops)[0]):
         image = tables.apply(image, ops[slot] * 2 + negate[slot])
@@ -185,7 +196,7 @@ def trivial_augment_apply(
 ) -> jax.Array:
     """TrivialAugmentWide's op `op` (into `OPS`) at bin `magnitude_bin` of the wide space,
     negated when `negate`, on one uint8 `[H, W, C]`, deterministically."""
-    tables = _Tables(trivial_augment_specs(*image.shape[:2], num_bins))
+    tables = _Tables(trivial_augment_specs, *image.shape[:2], num_bins)
     negate = jnp.asarray(negate).astype(jnp.int32)
     return tables.apply(image, (op * num_bins + magnitude_bin) * 2 + negate)
 
