@@ -11,9 +11,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import NamedSharding, PartitionSpec
 
 from vit_locality.augment import resizemix as rm
 from vit_locality.data import files
+from vit_locality.parallel import sharding
 
 from .conftest import CIFAR10_SAMPLE
 
@@ -142,6 +144,38 @@ def test_pasted_box_is_the_shard_partners_and_sets_lam():
         np.testing.assert_allclose(
             np.asarray(mixed_targets)[np.arange(batch), partner], 1 - lam, atol=1e-6
         )
+
+
+def test_eight_devices_equal_one_and_pair_within_each_shard(cifar):
+    """Sharded over 8 devices, the batch mixes as on one device with the same shards: the same
+    pixels and targets, kept sharded, partners never crossing a shard."""
+    images, labels = cifar
+    images = np.concatenate([images] * 4)  # 32 images, 4 per device
+    targets = np.eye(10, dtype=np.float32)[np.concatenate([labels] * 4)]
+    batch_sharding = NamedSharding(sharding.make_mesh(8), PartitionSpec("data"))
+    for seed in range(3):
+        key = jax.random.key(seed)
+        out8, t8, info8 = mix(
+            key,
+            jax.device_put(images, batch_sharding),
+            jax.device_put(targets, batch_sharding),
+            ON,
+            8,
+        )
+        assert out8.sharding.spec[0] == "data"
+        out1, t1, info1 = mix(key, images, targets, ON, 8)
+        np.testing.assert_array_equal(np.asarray(out8), np.asarray(out1))
+        np.testing.assert_array_equal(np.asarray(t8), np.asarray(t1))
+        assert float(info8["lam"]) == float(info1["lam"])
+        draws = rm.sample_draws(key, 32, 32, 32, ON)
+        expected, _ = authors_resizemix(
+            images.transpose(0, 3, 1, 2),
+            reversed_within(32, 8),
+            float(draws.rate),
+            np.asarray(draws.cy),
+            np.asarray(draws.cx),
+        )
+        np.testing.assert_array_equal(np.asarray(out8), expected.transpose(0, 2, 3, 1))
 
 
 def test_draws_are_the_authors_distributions():

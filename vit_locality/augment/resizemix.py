@@ -112,7 +112,7 @@ def paste_resized(
 ) -> tuple[jax.Array, jax.Array]:
     """Pastes each `partner` image (`[B, H, W, C]`), shrunk by `rate` with NEAREST, into a box of
     its size about (`cy[b]`, `cx[b]`) of `images[b]`; returns (mixed, lam = 1 - box area / HW)."""
-    batch, height, width = images.shape[:3]
+    height, width = images.shape[1:3]
     small_h, small_w = small_size(height, rate), small_size(width, rate)
     y0 = _box_start(cy, small_h, height)[:, None]  # [B, 1]
     x0 = _box_start(cx, small_w, width)[:, None]
@@ -121,8 +121,9 @@ def paste_resized(
     in_cols = (cols >= x0) & (cols < x0 + small_w)  # [B, W]
     source_rows = _source_index(jnp.maximum(rows - y0, 0), height, rate)  # [B, H]
     source_cols = _source_index(jnp.maximum(cols - x0, 0), width, rate)  # [B, W]
-    index = jnp.arange(batch)[:, None, None]
-    pasted = partner[index, source_rows[:, :, None], source_cols[:, None, :]]  # [B, H, W, C]
+    pasted = jax.vmap(lambda image, r, c: image[r[:, None], c[None, :]])(
+        partner, source_rows, source_cols
+    )  # [B, H, W, C]: per image, a batched gather that stays on the image's device
     in_box = in_rows[:, :, None] & in_cols[:, None, :]
     mixed = jnp.where(in_box[..., None], pasted, images)
     # In float64, then rounded once to float32 (XLA may divide by a constant as a product with
