@@ -55,7 +55,6 @@ OPS: tuple[str, ...] = (
     "AutoContrast",
     "Equalize",
 )
-UNBINNED_OPS = frozenset({"Identity", "AutoContrast", "Equalize"})  # a 0-d magnitude: no bin
 NUM_MAGNITUDE_BINS = 31
 RAND_AUGMENT_NUM_OPS = 2
 RAND_AUGMENT_MAGNITUDE = 9
