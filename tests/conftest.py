@@ -67,3 +67,21 @@ def cifar10_dir() -> pathlib.Path:
     if not (CIFAR10_SAMPLE / "test_batch.bin").exists():
         pytest.skip(f"real CIFAR-10 sample not found at {CIFAR10_SAMPLE}")
     return CIFAR10_SAMPLE
+
+
+def analyze_main(*args) -> int:
+    """`python -m vit_locality.analyze ARGS` in this process: the flags parsed as `app.run`
+    has them parsed (`cli.parse_flags`: a bad flag is one line and exit 2), then
+    `analyze.main`; returns the exit status (read what it printed with capfd). The flags are
+    back at their defaults afterwards."""
+    from absl import flags
+
+    from vit_locality import analyze, cli
+
+    try:
+        analyze.main(cli.parse_flags(["vit_locality.analyze", *map(str, args)]))
+    except SystemExit as e:
+        return e.code
+    finally:
+        flags.FLAGS.unparse_flags()
+    return 0

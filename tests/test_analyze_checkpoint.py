@@ -5,8 +5,12 @@ analysis; bad input is one line; and the analytic anchors of the ViT paper's fig
 
 import json
 import os
+import pathlib
+import re
+import shutil
 import subprocess
 import sys
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +30,7 @@ from vit_locality.models import ViT
 from vit_locality.parallel import sharding
 from vit_locality.predict import Predictor
 
-from .conftest import LOCALITY_JSON_KEYS, REPO_ROOT
+from .conftest import LOCALITY_JSON_KEYS, REPO_ROOT, analyze_main
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "checkpoints"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -185,6 +189,83 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     assert result.returncode == 2
     assert result.stderr.splitlines() == [f"error: {message}"]
     assert not (tmp_path / "O").exists() and not (tmp_path / "W").exists()
+
+
+def cut_in_half(path):
+    """A download that stopped half-way."""
+    os.truncate(path, path.stat().st_size // 2)
+
+
+def damage_the_header(path):
+    """Bytes of a safetensors header (its JSON, after the 8-byte length) overwritten."""
+    with open(path, "r+b") as f:
+        f.seek(8)
+        f.write(b"\xff" * 32)
+
+
+def damage_the_data(path):
+    """1000 bytes of a file's second half overwritten (0xFF: NaN in float32)."""
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 2
+    raw[middle : middle + 1000] = b"\xff" * 1000
+    path.write_bytes(bytes(raw))
+
+
+def as_pth(path):
+    """A zip archive like PyTorch's .pth (torch is not needed to see it cut short)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", bytes(range(256)) * 64)
+        archive.writestr("archive/data/0", bytes(4096))
+
+
+CUT_SHORT = r" is cut short \(a download or copy that stopped\?\): "
+# (checkpoint copied from the fixtures or made, the file damaged in it, the damage, --arch,
+# what the line says after the file's path)
+DAMAGED = [
+    pytest.param("timm_vit", "model.safetensors", cut_in_half, None,
+                 CUT_SHORT + r"21410 bytes of the 42820 its header describes", id="timm-cut"),
+    pytest.param("hf_vit_model", "model.safetensors", cut_in_half, None,
+                 CUT_SHORT + r"22508 bytes of the 45016 its header describes", id="hf-cut"),
+    pytest.param("timm_vit/model.safetensors", "", cut_in_half, "vit_tiny_patch16_224",
+                 CUT_SHORT + r"21410 bytes of the 42820 its header describes",
+                 id="bare-safetensors-cut"),
+    pytest.param("timm_vit", "model.safetensors", damage_the_header, None,
+                 r": its safetensors header is damaged \('utf-8' codec can't decode byte 0xff "
+                 r"in position 0: invalid start byte\)", id="safetensors-header"),
+    pytest.param("timm_vit", "model.safetensors", damage_the_data, None,
+                 r": tensor [\w.]+ holds NaN or infinite numbers: its data is damaged \(a "
+                 r"trained ViT holds neither\)", id="safetensors-data"),
+    pytest.param("npz_vision_transformer/ckpt.npz", "", cut_in_half, None,
+                 CUT_SHORT + "the end of its zip archive is missing", id="npz-cut"),
+    pytest.param("npz_vision_transformer/ckpt.npz", "", damage_the_data, None,
+                 r" is damaged \(Bad CRC-32 for file '[\w/]+\.npy'\)", id="npz-data"),
+    pytest.param("model.pth", "", cut_in_half, "vit_tiny_patch16_224",
+                 CUT_SHORT + "the end of its zip archive is missing", id="pth-cut"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("source,damaged,damage,arch,message", DAMAGED)
+def test_a_damaged_checkpoint_is_one_line_naming_the_file(
+    tmp_path, capfd, source, damaged, damage, arch, message
+):
+    """A copy of a fixture (or a .pth-like zip) damaged one way: `analyze --checkpoint` prints
+    one line naming the file and what is wrong, and nothing else; exit 2; nothing written."""
+    checkpoint = tmp_path / pathlib.Path(source).name
+    if source.endswith(".pth"):
+        as_pth(checkpoint)
+    elif (FIXTURES / source).is_dir():
+        shutil.copytree(FIXTURES / source, checkpoint)
+    else:
+        shutil.copy(FIXTURES / source, checkpoint)
+    path = checkpoint / damaged if damaged else checkpoint
+    damage(path)
+    images = write_images(tmp_path / "images", [np.zeros((32, 32, 3), np.uint8)])
+    args = [f"--checkpoint={checkpoint}", f"--images={images}", f"--out={tmp_path / 'out'}"]
+    capfd.readouterr()
+    assert analyze_main(*args, *([f"--arch={arch}", "--num_heads=2"] if arch else [])) == 2
+    out, err = capfd.readouterr()
+    assert re.fullmatch(f"error: {re.escape(str(path))}{message}\n", err), err
+    assert out == "" and not (tmp_path / "out").exists()
 
 
 def test_analytic_anchors_uniform_is_116_5_px_and_self_is_0():

@@ -11,6 +11,8 @@ import importlib.util
 import json
 import re
 import shutil
+import sys
+import zipfile
 from functools import partial
 
 import jax
@@ -208,6 +210,55 @@ def test_a_pth_without_torch_is_one_line(tmp_path):
     weights.write_bytes(b"not read")
     with pytest.raises(UserError, match=r"reading a \.pth needs PyTorch \(pip install torch\)"):
         load_checkpoint(weights, arch="deit_tiny_patch16_224")
+
+
+class StandInTorch:
+    """`torch` where PyTorch is not installed (it is not in this project's environment): its
+    `load` raises what PyTorch's zip reader raises on a damaged .pth, or returns `state`."""
+
+    class Tensor:
+        def __init__(self, values):
+            self.values = np.asarray(values, np.float32)
+
+        def float(self):
+            return self
+
+        def numpy(self):
+            return self.values
+
+    def __init__(self, state=None):
+        self.state = state
+
+    def load(self, path, **kwargs):
+        if self.state is None:
+            raise RuntimeError(
+                "PytorchStreamReader failed reading file data/0: invalid header or archive is "
+                "corrupted"
+            )
+        return self.state
+
+
+@pytest.mark.parametrize(
+    "state, message",
+    [
+        (None, " is damaged or not a state dict: torch.load says PytorchStreamReader failed "
+         "reading file data/0: invalid header or archive is corrupted"),
+        ({"model": {"cls_token": StandInTorch.Tensor([[[np.nan, 0.0]]])}},
+         ": tensor cls_token holds NaN or infinite numbers: its data is damaged (a trained ViT "
+         "holds neither)"),
+    ],
+)  # fmt: skip
+def test_a_damaged_pth_is_one_line(tmp_path, monkeypatch, state, message):
+    """What torch.load raises on a damaged file, or NaN in what it read, is one line naming the
+    file; with a stand-in for torch (see StandInTorch), so what is tested is this reader's side,
+    not PyTorch's. A .pth cut short is found without torch (test_analyze_checkpoint)."""
+    weights = tmp_path / "deit.pth"
+    with zipfile.ZipFile(weights, "w") as archive:  # a whole zip, as torch writes
+        archive.writestr("archive/data.pkl", b"read by torch")
+    monkeypatch.setitem(sys.modules, "torch", StandInTorch(state))
+    with pytest.raises(UserError) as error:
+        load_checkpoint(weights, arch="deit_tiny_patch16_224")
+    assert str(error.value) == f"{weights}{message}"
 
 
 def test_a_hub_folder_without_model_args_takes_the_heads_its_name_says(tmp_path):

@@ -28,8 +28,8 @@ import re
 
 import numpy as np
 
-from vit_locality.errors import UserError
-from vit_locality.external.arrays import read_safetensors
+from vit_locality.errors import UserError, first_line
+from vit_locality.external.arrays import check_not_cut_short, finite, read_safetensors
 from vit_locality.external.params import (
     Arrays,
     Loaded,
@@ -115,6 +115,7 @@ def _read_state_dict(path: pathlib.Path) -> dict[str, np.ndarray]:
     checkpoint that wraps the state dict in "model" or "state_dict" is unwrapped)."""
     if path.suffix != ".pth":
         return read_safetensors(path)
+    check_not_cut_short(path)  # torch's files are zip archives (since PyTorch 1.6)
     try:
         import torch
     except ImportError:
@@ -122,11 +123,16 @@ def _read_state_dict(path: pathlib.Path) -> dict[str, np.ndarray]:
             f"--checkpoint={path}: reading a .pth needs PyTorch (pip install torch), or save it "
             "as .safetensors"
         ) from None
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # RuntimeError from its zip reader, pickle's errors, EOFError, ...
+        raise UserError(
+            f"{path} is damaged or not a state dict: torch.load says {first_line(e)}"
+        ) from e
     for key in ("model", "state_dict"):
         if isinstance(state.get(key), dict):
             state = state[key]
-    return {name: tensor.float().numpy() for name, tensor in state.items()}
+    return finite(path, {name: tensor.float().numpy() for name, tensor in state.items()})
 
 
 def _load(arrays: Arrays, config: dict, where: pathlib.Path) -> Loaded:
