@@ -85,3 +85,33 @@ def analyze_main(*args) -> int:
     finally:
         flags.FLAGS.unparse_flags()
     return 0
+
+
+@pytest.fixture
+def unreachable_downloads(tmp_path, monkeypatch):
+    """tfds' download hosts replaced by a closed port of this machine (a connection is refused
+    at once, whether the machine is online or not), tfds' default data dir by an empty folder,
+    no proxy; returns the port and the names of the datasets tfds was asked to download and
+    prepare (its `download_and_prepare` records them and does nothing else)."""
+    import socket
+
+    import tensorflow_datasets as tfds
+
+    from vit_locality.data import sources
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setattr(
+        sources, "download_urls", lambda builder: [f"http://127.0.0.1:{port}/{builder.name}.tar"]
+    )
+    monkeypatch.setattr(tfds.core.constants, "DATA_DIR", str(tmp_path / "tensorflow_datasets"))
+    for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
+    prepared = []
+    monkeypatch.setattr(
+        tfds.core.DatasetBuilder,
+        "download_and_prepare",
+        lambda builder, *args, **kwargs: prepared.append(builder.name),
+    )
+    return port, prepared

@@ -268,6 +268,29 @@ def test_a_damaged_checkpoint_is_one_line_naming_the_file(
     assert out == "" and not (tmp_path / "out").exists()
 
 
+def test_a_dataset_tfds_cannot_download_is_one_line_and_nothing_else(
+    tmp_path, capfd, unreachable_downloads
+):
+    """`--dataset=cifar10` with cifar10 not prepared and its download host unreachable: the whole
+    stderr is the one line naming the host and the `files` source (it came after 19 lines of
+    tfds' download progress), exit 2, without tfds being asked to download."""
+    port, prepared = unreachable_downloads
+    out = tmp_path / "out"
+    capfd.readouterr()
+    assert (
+        analyze_main(f"--checkpoint={FIXTURES / 'timm_vit'}", "--dataset=cifar10", f"--out={out}")
+        == 2
+    )
+    assert capfd.readouterr() == (
+        "",
+        f"error: dataset cifar10: tfds would download it from 127.0.0.1:{port}, which cannot be "
+        "reached (Connection refused). Offline, use the local files: --config.data.source=files "
+        "--config.data.dir=PATH where PATH holds the official cifar-10-batches-bin files "
+        "(data_batch_1.bin .. data_batch_5.bin, test_batch.bin)\n",
+    )
+    assert prepared == [] and not out.exists()
+
+
 def test_analytic_anchors_uniform_is_116_5_px_and_self_is_0():
     """The ViT paper's figure at 224 px, patches of 16: uniform attention over the 14 x 14
     patches is 116.5 px away on average (its "global" ceiling); attention on itself is 0 px;

@@ -11,6 +11,7 @@ import pytest
 
 from vit_locality.data import files
 from vit_locality.data.eval_input import eval_batches
+from vit_locality.data.sources import load_split
 from vit_locality.errors import DataError
 
 from .conftest import CIFAR100_SAMPLE, FASHION_MNIST, REPO_ROOT
@@ -61,6 +62,45 @@ def test_missing_files_say_what_the_directory_must_hold(tmp_path):
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01"))
     with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz"):
         files.read_fashion_mnist(tmp_path, "test")
+
+
+def tfds_config(dataset, data_dir):
+    return ml_collections.ConfigDict(
+        {"dataset": dataset, "data": {"source": "tfds", "dir": str(data_dir)}}
+    )
+
+
+def test_tfds_offline_says_so_at_once_without_a_download(tmp_path, unreachable_downloads):
+    """A dataset not prepared in the tfds data dir, its download host unreachable: one line
+    naming the host and the `files` source, before tfds is asked to download anything (it
+    retried for 3.5 minutes)."""
+    port, prepared = unreachable_downloads
+    with pytest.raises(DataError) as error:
+        load_split(tfds_config("cifar100", tmp_path), "train")
+    assert str(error.value) == (
+        f"dataset cifar100: tfds would download it from 127.0.0.1:{port}, which cannot be "
+        "reached (Connection refused). Offline, use the local files: --config.data.source=files "
+        "--config.data.dir=PATH where PATH holds the official cifar-100-binary files (train.bin, "
+        "test.bin)"
+    )
+    assert prepared == []
+
+
+def test_a_prepared_tfds_dataset_is_loaded_without_reaching_its_host(
+    tmp_path, unreachable_downloads
+):
+    """Prepared in the data dir (its dataset_info.json there), the dataset goes to tfds without
+    the host check (which would refuse it), and tfds reads it without a download; this one's
+    info has no splits, so tfds' own error comes back."""
+    import tensorflow_datasets as tfds
+
+    _, prepared = unreachable_downloads
+    builder = tfds.builder("cifar10", data_dir=tmp_path)
+    builder.data_path.mkdir(parents=True)
+    builder.info.write_to_directory(builder.data_path)
+    with pytest.raises(DataError, match=r"^dataset cifar10: tfds could not load it \("):
+        load_split(tfds_config("cifar10", tmp_path), "test")
+    assert prepared == []
 
 
 @pytest.mark.parametrize("processes", [1, 2, 4])
