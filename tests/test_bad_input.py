@@ -5,7 +5,9 @@ Mistakes in the flags and the config file (FLAG_CASES) are caught while the comm
 parsed: stderr holds the one line and nothing else, for main, analyze, sweep and report.
 
 Rows covered elsewhere: a corrupt checkpoint and an unwritable workdir (test_faults.py), `analyze`
-and `report` on a directory with no run (test_analyze_cli.py, test_report.py)."""
+and `report` on a directory with no run (test_analyze_cli.py, test_report.py), the `tfds` source
+offline (test_data.py), another library's checkpoint cut short or damaged
+(test_analyze_checkpoint.py)."""
 
 import json
 import shutil
