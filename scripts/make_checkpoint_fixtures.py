@@ -1,16 +1,18 @@
 """Writes tests/fixtures/checkpoints/: tiny ViT checkpoints in other people's formats, each with
 the original library's outputs on a few images, for tests/test_external_checkpoints.py.
 
-Needs torch, timm, transformers and safetensors (not this project's dependencies; the tests
-read the files without them). From the repository root, in a separate environment:
+Needs torch, torchvision, timm, transformers, open_clip_torch and safetensors (not this
+project's dependencies; the tests read the files without them). From the repository root, in a
+separate environment:
 
     python3 -m venv /tmp/fixvenv
-    /tmp/fixvenv/bin/pip install torch timm transformers safetensors numpy
-    /tmp/fixvenv/bin/python scripts/make_checkpoint_fixtures.py
+    /tmp/fixvenv/bin/pip install torch torchvision timm transformers open_clip_torch safetensors
+    /tmp/fixvenv/bin/python scripts/make_checkpoint_fixtures.py [--towers]
 
 (timm imports torchvision: it must be the build that matches torch, e.g. both CPU wheels.) Made
-with torch 2.13.0 (CPU), timm 1.0.31 and transformers 5.24.0; run again, it writes the same
-files.
+with torch 2.13.0 (CPU), timm 1.0.31 and transformers 5.24.0; run again with torch 2.14.1,
+torchvision 0.29.1, timm 1.0.31, transformers 5.24.0 and open_clip_torch 3.3.0, it writes the
+same files. `--towers` writes only the fixtures of issue 31 (below, TOWERS).
 
 Every model has random weights (normal draws, so that biases, tokens, position embeddings and
 layer scales all matter; LayerNorm scales near 1), a few layers and a tiny width, and runs on
@@ -49,6 +51,20 @@ weights written in each layout (`npz_vision_transformer`: the original ViT code'
 with timm's own npz reader (`timm.models.vision_transformer._load_weights`) and requiring the
 same outputs, and the expectation is that timm model's output (exact GELU, as timm computes; the
 original JAX code uses the tanh GELU).
+
+CLIP, SigLIP, DINOv2, torchvision (TOWERS): timm `timm_clip` (vit_base_patch32_clip_224:
+norm_pre, no patch bias, LayerNorm eps 1e-5), `timm_clip_quickgelu`, `timm_siglip` (the MAP
+head; `logits` are its output, which the loaded model does not reproduce), and `timm_eva02`,
+`timm_dinov3` (rotary position embedding: only refused, so no expected.npz); open_clip
+`openclip_hub` (an open_clip.CLIP with layer scale, GELU, as its hub folder) and `openai_clip`
+(QuickGELU, OpenAI's state-dict layout, a bare .safetensors; its 16-wide tower has 2 heads, which
+OpenAI's width / 64 rule cannot say: loaded with num_heads=2); `torchvision_vit` (a tiny
+torchvision VisionTransformer's state dict as .safetensors, `preprocessed` by its
+ImageClassification with the SWAG weights' settings); Hugging Face `hf_clip` (CLIPModel, logits
+= image_embeds), `hf_clip_vision`, `hf_siglip_vision` (no logits: its pooler is the MAP head),
+`hf_dinov2`, `hf_dinov2_registers`. PyTorch's nn.MultiheadAttention (open_clip, torchvision) is
+called with need_weights=False: the maps come from calling each module again on the inputs a
+hook caught, with need_weights=True and per-head weights.
 """
 
 from __future__ import annotations
@@ -57,6 +73,8 @@ import importlib
 import json
 import pathlib
 import shutil
+import sys
+from functools import partial
 
 import numpy as np
 import timm
@@ -284,8 +302,309 @@ def make_npz(name: str, model: torch.nn.Module, expected_from: str, **layout) ->
     write_expected(folder, **{k: expected[k] for k in kept})
 
 
+# ------------------------------------------------- CLIP, SigLIP, DINOv2, torchvision, RoPE ViTs
+
+TOWERS = (
+    "timm_clip",
+    "timm_clip_quickgelu",
+    "timm_siglip",
+    "timm_eva02",
+    "timm_dinov3",
+    "openclip_hub",
+    "openai_clip",
+    "torchvision_vit",
+    "hf_clip",
+    "hf_clip_vision",
+    "hf_siglip_vision",
+    "hf_dinov2",
+    "hf_dinov2_registers",
+)
+
+
+def mha_attention(modules: list, run) -> list[torch.Tensor]:
+    """Per-head maps [B, H, T, T] of PyTorch `nn.MultiheadAttention` modules, which the models
+    call with need_weights=False: each module's inputs are caught by a hook and the module is
+    called again on them with need_weights=True, average_attn_weights=False."""
+    maps = []
+
+    def hook(module, args, kwargs, output):
+        q, k, v = (list(args) + [kwargs.get(n) for n in ("query", "key", "value")])[:3]
+        _, weights = torch.nn.MultiheadAttention.forward(  # forward: hooks not called again
+            module,
+            q,
+            k,
+            v,
+            need_weights=True,
+            average_attn_weights=False,
+            attn_mask=kwargs.get("attn_mask"),
+        )
+        maps.append(weights.detach())
+
+    hooks = [m.register_forward_hook(hook, with_kwargs=True) for m in modules]
+    with torch.no_grad():
+        result = run()
+    for h in hooks:
+        h.remove()
+    assert len(maps) == len(modules)
+    return result, maps
+
+
+def raw_image(seed: int, size: int) -> np.ndarray:
+    raw = np.random.default_rng(seed + 100).integers(0, 256, (size + 9, size + 21, 3))
+    return raw.astype(np.uint8)
+
+
+def make_timm_refused(name: str, arch: str, seed: int, **model_args) -> None:
+    """A timm model of eva.py (rotary position embedding) saved by timm: refused with one line."""
+    model = timm.create_model(arch, pretrained=False, **model_args).eval()
+    randomize(model, seed)
+    _hub.save_for_hf(model, OUT / name, safe_serialization=True)
+
+
+def make_openclip(seed: int) -> None:
+    """`openclip_hub`: an OpenCLIP model (GELU, layer scale) saved as its hub folder
+    (`save_config_for_hf` + open_clip_model.safetensors: `save_for_hf` without the tokenizer);
+    `openai_clip`: an OpenAI-layout CLIP (QuickGELU; open_clip's CLIP state dict has OpenAI's
+    keys, which `build_model_from_openai_state_dict` reads) as a bare `.safetensors`."""
+    import open_clip
+    import safetensors.torch
+    from open_clip.push_to_hf_hub import save_config_for_hf
+    from PIL import Image
+
+    text_cfg = dict(context_length=4, vocab_size=8, width=8, heads=1, layers=1)
+    for name, quick, extra in (
+        ("openclip_hub", False, dict(head_width=8, ls_init_value=0.1)),
+        ("openai_clip", True, dict(head_width=8)),
+    ):
+        vision_cfg = dict(image_size=32, patch_size=8, width=16, layers=2, **extra)
+        model_cfg = dict(embed_dim=5, quick_gelu=quick, vision_cfg=vision_cfg, text_cfg=text_cfg)
+        model = open_clip.CLIP(**model_cfg).eval()
+        randomize(model, seed)
+        # what open_clip.create_model sets without a pretrained config
+        model.visual.image_mean = open_clip.constants.OPENAI_DATASET_MEAN
+        model.visual.image_std = open_clip.constants.OPENAI_DATASET_STD
+        folder = OUT / name
+        folder.mkdir(parents=True)
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        if name == "openclip_hub":
+            safetensors.torch.save_file(state, folder / "open_clip_model.safetensors")
+            save_config_for_hf(model, folder / "open_clip_config.json", model_cfg)
+        else:
+            # OpenAI's keys (build_model_from_openai_state_dict's input; it takes heads as
+            # width / 64, so it cannot rebuild this narrow tower)
+            assert {"visual.proj", "visual.class_embedding", "text_projection"} <= set(state)
+            safetensors.torch.save_file(state, folder / "model.safetensors")
+        mean, std = (
+            np.asarray(v, np.float32) for v in (model.visual.image_mean, model.visual.image_std)
+        )
+        images = random_images(32, seed)
+        x = normalized(images, mean, std)
+        visual = model.visual
+        tokens = []
+        hook = visual.ln_post.register_forward_hook(lambda m, i, o, t=tokens: t.append(o.detach()))
+        logits, maps = mha_attention(
+            [b.attn for b in visual.transformer.resblocks], partial(model.encode_image, x)
+        )
+        hook.remove()
+        raw = raw_image(seed, 32)
+        transform = open_clip.image_transform(
+            32, is_train=False, mean=tuple(mean.tolist()), std=tuple(std.tolist())
+        )
+        arrays = dict(
+            images=images,
+            mean=mean,
+            std=std,
+            logits=logits.numpy(),
+            encoded=tokens[0].numpy(),
+            attention=torch.stack(maps).numpy(),
+            raw_image=raw,
+            preprocessed=to_nhwc(transform(Image.fromarray(raw))[None]),
+        )
+        write_expected(folder, **arrays)
+        seed += 1
+
+
+def make_torchvision(seed: int) -> None:
+    """`torchvision_vit`: torchvision's VisionTransformer (vit_b_16's layout, tiny) as a bare
+    state dict in `.safetensors`; `preprocessed` from torchvision's `ImageClassification` as its
+    SWAG weights configure it (resize to the crop size, bicubic), the fixture not being 224 px."""
+    import safetensors.torch
+    import torchvision
+    from PIL import Image
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms._presets import ImageClassification
+
+    model = torchvision.models.VisionTransformer(
+        image_size=32,
+        patch_size=8,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        mlp_dim=32,
+        num_classes=5,
+    ).eval()
+    randomize(model, seed)
+    folder = OUT / "torchvision_vit"
+    folder.mkdir(parents=True)
+    safetensors.torch.save_file(model.state_dict(), folder / "model.safetensors")
+    mean, std = np.float32([0.485, 0.456, 0.406]), np.float32([0.229, 0.224, 0.225])
+    images = random_images(32, seed)
+    x = normalized(images, mean, std)
+    tokens = []
+    hook = model.encoder.ln.register_forward_hook(lambda m, i, o: tokens.append(o.detach()))
+    logits, maps = mha_attention(
+        [layer.self_attention for layer in model.encoder.layers], lambda: model(x)
+    )
+    hook.remove()
+    raw = raw_image(seed, 32)
+    transform = ImageClassification(
+        crop_size=32, resize_size=32, interpolation=InterpolationMode.BICUBIC
+    )
+    arrays = dict(
+        images=images,
+        mean=mean,
+        std=std,
+        logits=logits.numpy(),
+        encoded=tokens[0].numpy(),
+        attention=torch.stack(maps).numpy(),
+        raw_image=raw,
+        preprocessed=to_nhwc(transform(Image.fromarray(raw))[None]),
+    )
+    write_expected(folder, **arrays)
+
+
+def make_hf_tower(name: str, model_cls, config, processor: str, seed: int, **size) -> None:
+    """A Hugging Face CLIP / SigLIP / DINOv2 model with random weights and its image processor
+    (saved as transformers' default saves it; `preprocessed` from its PIL backend). `encoded`
+    is `last_hidden_state` (CLIP's is before post_layernorm, SigLIP's and DINOv2's after their
+    final LayerNorm); `logits` the pooled output the library gives (CLIPModel's image_embeds,
+    CLIPVisionModel's and Dinov2Model's pooler_output; none for SigLIP, whose pooler is its MAP
+    head)."""
+    module = importlib.import_module(
+        f"transformers.models.{processor.lower()}.image_processing_pil_{processor.lower()}"
+    )
+    pil = getattr(module, f"{processor}ImageProcessorPil")(**size)
+    default = getattr(transformers, f"{processor}ImageProcessor")(**size)
+    torch.manual_seed(seed)
+    model = model_cls(config).eval()
+    randomize(model, seed)
+    folder = OUT / name
+    model.save_pretrained(folder, safe_serialization=True)
+    default.save_pretrained(folder)
+    mean, std = (np.asarray(getattr(default, k), np.float32) for k in ("image_mean", "image_std"))
+    vision = getattr(config, "vision_config", config)
+    images = random_images(vision.image_size, seed)
+    x = normalized(images, mean, std)
+    with torch.no_grad():
+        tower = (
+            model.vision_model
+            if hasattr(model, "visual_projection") and hasattr(model, "text_model")
+            else model
+        )
+        out = tower(pixel_values=x, output_attentions=True)
+        arrays = dict(
+            images=images,
+            mean=mean,
+            std=std,
+            encoded=out.last_hidden_state.numpy(),
+            attention=torch.stack(out.attentions).numpy(),
+        )
+        if tower is not model:
+            arrays["logits"] = model.visual_projection(out.pooler_output).numpy()
+        elif "Siglip" not in model_cls.__name__:
+            arrays["logits"] = out.pooler_output.numpy()
+    raw = raw_image(seed, vision.image_size)
+    arrays["raw_image"] = raw
+    arrays["preprocessed"] = to_nhwc(pil(images=[raw], return_tensors="pt")["pixel_values"])
+    write_expected(folder, **arrays)
+
+
+def make_towers() -> None:
+    for name in TOWERS:
+        shutil.rmtree(OUT / name, ignore_errors=True)
+    small = dict(embed_dim=16, depth=2, num_heads=2, img_size=32, patch_size=8)
+    make_timm("timm_clip", "vit_base_patch32_clip_224", 10, num_classes=5, **small)
+    make_timm(
+        "timm_clip_quickgelu", "vit_base_patch16_clip_quickgelu_224", 11, num_classes=5, **small
+    )
+    make_timm("timm_siglip", "vit_base_patch16_siglip_224", 12, num_classes=0, **small)
+    tiny = dict(embed_dim=16, depth=1, num_heads=2, img_size=32, patch_size=8, num_classes=0)
+    make_timm_refused("timm_eva02", "eva02_tiny_patch14_224", 13, **tiny)
+    make_timm_refused("timm_dinov3", "vit_small_patch16_dinov3", 14, **tiny)
+    make_openclip(15)
+    make_torchvision(17)
+    hf = dict(
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=32,
+        patch_size=8,
+        attn_implementation="eager",
+    )
+    clip_size = dict(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    make_hf_tower(
+        "hf_clip_vision",
+        transformers.CLIPVisionModel,
+        transformers.CLIPVisionConfig(**hf),
+        "CLIP",
+        18,
+        **clip_size,
+    )
+    text = dict(
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        intermediate_size=8,
+        vocab_size=8,
+        max_position_embeddings=4,
+    )
+    vision = {k: v for k, v in hf.items() if k != "attn_implementation"}
+    make_hf_tower(
+        "hf_clip",
+        transformers.CLIPModel,
+        transformers.CLIPConfig(
+            vision_config=vision, text_config=text, projection_dim=5, attn_implementation="eager"
+        ),
+        "CLIP",
+        19,
+        **clip_size,
+    )
+    make_hf_tower(
+        "hf_siglip_vision",
+        transformers.SiglipVisionModel,
+        transformers.SiglipVisionConfig(**hf),
+        "Siglip",
+        20,
+        size={"height": 32, "width": 32},
+    )
+    bit_size = dict(size={"shortest_edge": 37}, crop_size={"height": 32, "width": 32})
+    make_hf_tower(
+        "hf_dinov2",
+        transformers.Dinov2Model,
+        transformers.Dinov2Config(**hf),
+        "Bit",
+        21,
+        **bit_size,
+    )
+    make_hf_tower(
+        "hf_dinov2_registers",
+        transformers.Dinov2WithRegistersModel,
+        transformers.Dinov2WithRegistersConfig(num_register_tokens=2, **hf),
+        "Bit",
+        22,
+        **bit_size,
+    )
+    for name in TOWERS:
+        size = sum(p.stat().st_size for p in (OUT / name).rglob("*") if p.is_file())
+        print(f"{name}: {size / 1024:.0f} KiB")
+
+
 def main() -> None:
     timm.layers.set_fused_attn(False)
+    if sys.argv[1:] == ["--towers"]:  # only the fixtures of CLIP, SigLIP, DINOv2, torchvision
+        make_towers()
+        return
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
     small = dict(embed_dim=16, depth=2, num_heads=2, num_classes=5)
@@ -348,6 +667,7 @@ def main() -> None:
         size={"height": 73, "width": 73},
         crop_size={"height": 64, "width": 64},
     )
+    make_towers()
     total = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
     print(f"wrote {OUT}: {total / 1024:.0f} KiB")
 

@@ -175,7 +175,8 @@ def test_command_line_on_jpegs_of_any_size(tmp_path):
          "--dataset='imagenet' is not allowed: one of cifar10, cifar100, fashion_mnist, "
          "tiny_imagenet"),
         (["--checkpoint=C", "--images=I", "--out=O", "--format=keras"],
-         "--format='keras' is not allowed: one of timm, big_vision, hf, project"),
+         "--format='keras' is not allowed: one of timm, big_vision, hf, clip, torchvision, "
+         "project"),
         (["--checkpoint=C", "--images=I", "--out=O", "--std=0.5,0,0.5"],
          "--std=0.5,0.0,0.5 is not allowed: positive numbers"),
     ],

@@ -134,9 +134,10 @@ def test_a_checkpoint_with_weights_the_vit_lacks_is_refused(tmp_path):
     [
         (
             {"format": "keras"},
-            "--format='keras' is not allowed: one of timm, big_vision, hf, project",
+            "--format='keras' is not allowed: one of timm, big_vision, hf, clip, torchvision, "
+            "project",
         ),
-        ({"gelu": "relu"}, "--gelu='relu' is not allowed: one of exact, tanh"),
+        ({"gelu": "relu"}, "--gelu='relu' is not allowed: one of exact, tanh, quick"),
     ],
 )
 def test_bad_format_or_gelu_is_one_line(kwargs, message):

@@ -1,7 +1,7 @@
 """Attention locality of a trained checkpoint: `python -m vit_locality.analyze --workdir=DIR
 [--step=N] [--num_images=N] [--data_dir=PATH]`, or of another library's checkpoint:
-`python -m vit_locality.analyze --checkpoint=PATH [--format=timm|big_vision|hf] --images=DIR
---out=DIR` (see `external/analyze.py`; preprocessing flags override the checkpoint's).
+`python -m vit_locality.analyze --checkpoint=PATH [--format=timm|big_vision|hf|clip|torchvision]
+--images=DIR --out=DIR` (see `external/analyze.py`; preprocessing flags override the checkpoint's).
 
 Reads `DIR/config.json`, restores the parameters of checkpoint `--step` (default: the latest
 readable one; each unreadable newer one is named in one line on stderr) onto this machine's
@@ -35,22 +35,30 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (holds config.jso
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint",
     None,
-    "A timm or Hugging Face folder, a bare timm .safetensors / .pth (with --arch), a .npz, or a "
-    "run directory of this project.",
+    "A timm, Hugging Face or OpenCLIP folder, a bare timm .safetensors / .pth (with --arch), an "
+    "OpenAI CLIP / OpenCLIP or torchvision state dict, a .npz, or a run directory of this "
+    "project.",
 )
 flags.DEFINE_string(
     "arch", None, "With a bare timm state dict: timm's model name, e.g. vit_base_patch16_224."
 )
 flags.DEFINE_integer(
-    "num_heads", None, "With a bare timm state dict: its heads (default: from --arch's name)."
+    "num_heads",
+    None,
+    "With a bare timm, torchvision or CLIP state dict: its heads (default: from --arch's name, "
+    "or the width).",
 )
-flags.DEFINE_string("format", None, "timm, big_vision, hf or project (default: detected).")
+flags.DEFINE_string(
+    "format", None, "timm, big_vision, hf, clip, torchvision or project (default: detected)."
+)
 _IMAGES = flags.DEFINE_string("images", None, "With --checkpoint: a folder of JPEG/PNG images.")
 flags.DEFINE_string(
     "dataset", None, "With --checkpoint, instead of --images: this dataset's test split."
 )
 _OUT = flags.DEFINE_string("out", None, "With --checkpoint: where locality.json and plots/ go.")
-flags.DEFINE_string("gelu", None, "With --checkpoint: exact or tanh (default: the format's).")
+flags.DEFINE_string(
+    "gelu", None, "With --checkpoint: exact, tanh or quick (default: the format's)."
+)
 flags.DEFINE_integer(
     "image_size",
     None,

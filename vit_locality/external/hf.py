@@ -1,4 +1,5 @@
-"""Hugging Face ViT and DeiT checkpoints (a `save_pretrained` folder), without torch.
+"""Hugging Face ViT and DeiT checkpoints (a `save_pretrained` folder), without torch; CLIP,
+SigLIP and DINOv2 folders are read by `hf_towers`.
 
 The folder holds `config.json` (`model_type` "vit" or "deit", `hidden_size`,
 `num_hidden_layers`, `num_attention_heads`, `intermediate_size`, `hidden_act`,
@@ -18,6 +19,7 @@ import pathlib
 
 from vit_locality.errors import UserError
 from vit_locality.external.arrays import read_safetensors
+from vit_locality.external.hf_towers import FAMILIES, load_hf_tower
 from vit_locality.external.params import (
     Arrays,
     Loaded,
@@ -49,8 +51,13 @@ def load_hf(folder: pathlib.Path) -> Loaded:
     """
     config = read_config(folder, "a Hugging Face")
     kind = config.get("model_type")
+    if kind in FAMILIES:  # CLIP, SigLIP, DINOv2 (and the ones refused by name)
+        return load_hf_tower(folder, config)
     if kind not in HEADS:
-        raise UserError(f"{folder}/config.json: model_type={kind!r} is not supported: vit or deit")
+        raise UserError(
+            f"{folder}/config.json: model_type={kind!r} is not supported: vit, deit, "
+            + ", ".join(k for k, (_, layout) in FAMILIES.items() if layout)
+        )
     if config.get("hidden_act") not in GELUS:
         raise UserError(
             f"{folder}/config.json: hidden_act={config.get('hidden_act')!r} is not supported: "

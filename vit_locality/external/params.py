@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import struct
 from typing import Any
 
 import jax
@@ -29,10 +30,11 @@ class Arrays:
     """A checkpoint's arrays by name; `take` marks one read, `unread` lists the others, so a
     loader can refuse a checkpoint holding weights it does not understand."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], source: str):
+    def __init__(self, arrays: dict[str, np.ndarray], source: str, family: str | None = None):
         self._arrays = arrays
         self._read: set[str] = set()
         self.source = source
+        self.family = family  # e.g. "timm ViT": a missing array is then a variant not read
 
     def __contains__(self, name: str) -> bool:
         return name in self._arrays
@@ -44,6 +46,11 @@ class Arrays:
         return self.require(name).shape
 
     def require(self, name: str) -> np.ndarray:
+        if name not in self._arrays and self.family:
+            raise UserError(
+                f"{self.source}: a {self.family} variant this reader does not support (it has "
+                f"no {name})"
+            )
         if name not in self._arrays:
             raise UserError(f"{self.source} has no array {name}: not a checkpoint of this format")
         return self._arrays[name]
@@ -60,6 +67,28 @@ class Arrays:
         if unread:
             shown = ", ".join(sorted(unread)[:6]) + (", ..." if len(unread) > 6 else "")
             raise UserError(f"{self.source}: {what} with weights this ViT does not have: {shown}")
+
+
+def state_dict_names(path: pathlib.Path) -> list[str] | None:
+    """The array names of a state dict file without reading its arrays: a `.safetensors`
+    header, or (with torch, memory-mapped) a torch file's keys; None where they cannot be read
+    here (the loader then says why)."""
+    try:
+        if path.suffix == ".safetensors":
+            with path.open("rb") as f:
+                (length,) = struct.unpack("<Q", f.read(8))
+                if length > 100_000_000:
+                    return None
+                return [n for n in json.loads(f.read(length)) if n != "__metadata__"]
+        import torch
+
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        for key in ("model", "state_dict"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+        return list(state)
+    except Exception:  # not a state dict, no torch, damaged: the loader's error is the one line
+        return None
 
 
 def layer_norm(scale: np.ndarray, bias: np.ndarray) -> dict[str, np.ndarray]:

@@ -10,15 +10,26 @@ structure is read off the weights: the patch size and width from `patch_embed.pr
 from `blocks.i.ls1.gamma`, the LayerNorm after the pooling from `fc_norm`, the heads (which no
 shape shows) from `model_args.num_heads`, else the model name's size word, else width / 64.
 timm's ViTs use exact GELU and LayerNorm eps 1e-6. Weights the ViT has no place for (e.g.
-`norm_pre`, `attn_pool`, `q_norm`) are refused with one line rather than ignored.
+`q_norm`) are refused with one line rather than ignored.
+
+CLIP image towers (`vit_*_clip_*`): the LayerNorm before the blocks (`norm_pre`, pre_norm=True)
+and a patch embedding without bias are read off the weights, LayerNorm eps 1e-5 (every timm tower
+with `norm_pre`), QuickGELU for the `_quickgelu_` models (or `model_args.act_layer`). SigLIP
+(`vit_*_siglip_*`, global_pool "map"): the blocks are read and analysed; the attention-pooling
+head (`attn_pool`: one learned query attending over the final tokens, then an MLP) is read and
+not used. It is not a self-attention layer of the tokens, so it is not in the analysis; without
+it the model's pooled vector is the mean of the final tokens and it has no head (`logits` are
+not timm's; `encoded` and every block's attention are). GELU is exact, or tanh for the models
+timm builds with `gelu_tanh` (TANH_GELU). ViTs with rotary position embedding (timm's `eva.py`:
+EVA-02, DINOv3, PE, ...) are refused with one line naming the family.
 
 A bare state dict (`model.safetensors`, or a `.pth` read with torch) comes with timm's model name
 (`--arch`), which stands in for config.json: the heads from its size word (tiny 3, small 6,
 medium 8, base 12, larger 16) unless given, average pooling without a class token, with
 `fc_norm` or with `_gap` in the name, the input size from the position embedding (a square
 grid), and the eval transform of timm's defaults for the family (`vit_*`: mean and std 0.5,
-`deit_*`: ImageNet's; crop 0.9, bicubic); a checkpoint tagged otherwise needs `--mean`, `--std`
-or `--resize`.
+`deit_*`: ImageNet's, `vit_*_clip_*`: OpenAI CLIP's; crop 0.9, bicubic); a checkpoint tagged
+otherwise needs `--mean`, `--std` or `--resize`.
 """
 
 from __future__ import annotations
@@ -44,11 +55,34 @@ from vit_locality.external.params import (
 from vit_locality.external.preprocess import timm_preprocessing
 from vit_locality.models import ViT
 
-POOLS = {"token": "cls", "avg": "gap"}
+POOLS = {"token": "cls", "avg": "gap", "map": "gap"}  # map: the blocks; attn_pool not used
+TANH_GELU = {  # timm's vision_transformer.py models built with act_layer="gelu_tanh"
+    f"vit_{size}_siglip_{pool}{res}"
+    for size, res in (
+        ("base_patch32", "256"),
+        ("large_patch16", "512"),
+        ("so400m_patch16", "256"),
+        ("so400m_patch16", "384"),
+        ("so400m_patch16", "512"),
+        ("giantopt_patch16", "256"),
+        ("giantopt_patch16", "384"),
+    )
+    for pool in ("", "gap_")
+}
+ROPE_FAMILIES = {  # timm's eva.py: name part -> family
+    "eva02": "EVA-02",
+    "eva_": "EVA",
+    "dinov3": "DINOv3",
+    "vit_pe_": "Perception Encoder",
+    "rope": "RoPE ViT",
+    "lingbot": "LingBot",
+    "sapiens2": "Sapiens2",
+}
 SIZE_HEADS = {"tiny": 3, "small": 6, "medium": 8, "base": 12, "large": 16, "huge": 16, "giant": 16}
 FAMILY_NORMALIZATION = {  # timm's default mean and std per family (vision_transformer, deit _cfg)
     "vit": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     "deit": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
 }
 
 
@@ -61,12 +95,14 @@ def load_timm(path: pathlib.Path, arch: str | None = None, num_heads: int | None
         "token" or "avg", or the weights hold parts this ViT does not have.
     """
     if path.is_file():
+        refuse_rope(arch or "", path)
         return _load_state_dict(path, arch, num_heads)
     config = read_config(path, "a timm hub")
+    refuse_rope(config.get("architecture", ""), path)
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise UserError(f"{path} has no model.safetensors (timm hub folders hold one)")
-    return _load(Arrays(read_safetensors(weights), str(weights)), config, path)
+    return _load(Arrays(read_safetensors(weights), str(weights), "timm ViT"), config, path)
 
 
 def _load_state_dict(path: pathlib.Path, arch: str | None, num_heads: int | None) -> Loaded:
@@ -77,7 +113,7 @@ def _load_state_dict(path: pathlib.Path, arch: str | None, num_heads: int | None
             f"--checkpoint={path} is a bare state dict: --arch=NAME is required, timm's model "
             "name (vit_* or deit_*, e.g. vit_base_patch16_224)"
         )
-    arrays = Arrays(_read_state_dict(path), str(path))
+    arrays = Arrays(_read_state_dict(path), str(path), "timm ViT")
     width, _, patch, _ = arrays.shape("patch_embed.proj.weight")
     positions = arrays.shape("pos_embed")[1]
     prefix = sum(arrays.shape(t)[1] for t in ("cls_token", "dist_token") if t in arrays)
@@ -86,11 +122,12 @@ def _load_state_dict(path: pathlib.Path, arch: str | None, num_heads: int | None
     )
     if side is None:
         raise UserError(f"{path}: pos_embed's {positions} positions are not a square grid")
-    mean, std = FAMILY_NORMALIZATION[family]
+    mean, std = FAMILY_NORMALIZATION["clip" if "_clip_" in arch else family]
     gap = "cls_token" not in arrays or "fc_norm.weight" in arrays or "_gap" in arch
+    pool = "map" if "attn_pool.latent" in arrays else "avg" if gap else "token"
     config = {
         "architecture": arch,
-        "global_pool": "avg" if gap else "token",
+        "global_pool": pool,
         "model_args": {"num_heads": num_heads},
         "pretrained_cfg": {
             "input_size": [3, side * patch, side * patch],
@@ -101,6 +138,16 @@ def _load_state_dict(path: pathlib.Path, arch: str | None, num_heads: int | None
         },
     }
     return _load(arrays, config, path)
+
+
+def refuse_rope(arch: str, where: pathlib.Path) -> None:
+    """One line for a model of timm's eva.py (rotary position embedding), named by family."""
+    family = next((f for part, f in ROPE_FAMILIES.items() if part in arch), None)
+    if family is not None:
+        raise UserError(
+            f"{where}: timm {arch} ({family}, timm's eva.py) uses rotary position embedding "
+            "(RoPE), which this ViT does not have: not supported"
+        )
 
 
 def _named_heads(arch: str) -> int | None:
@@ -141,7 +188,17 @@ def _load(arrays: Arrays, config: dict, where: pathlib.Path) -> Loaded:
     model_args = config.get("model_args", {})
     pool = config.get("global_pool", model_args.get("global_pool", "token"))
     if pool not in POOLS:
-        raise UserError(f"{where}: global_pool={pool!r} is not supported: one of token, avg")
+        raise UserError(f"{where}: global_pool={pool!r} is not supported: one of token, avg, map")
+    arch = config.get("architecture", "")
+    pre_norm = "norm_pre.weight" in arrays
+    act = model_args.get("act_layer") or (
+        "quick_gelu" if "quickgelu" in arch else "gelu_tanh" if arch in TANH_GELU else "gelu"
+    )
+    if act not in ("gelu", "gelu_tanh", "quick_gelu"):
+        raise UserError(
+            f"{where}: timm {arch}: act_layer={act!r} is not supported: gelu, "
+            "gelu_tanh or quick_gelu"
+        )
 
     width, _, patch, _ = arrays.shape("patch_embed.proj.weight")
     heads = heads_of(width, model_args.get("num_heads") or _named_heads(config["architecture"]))
@@ -158,8 +215,9 @@ def _load(arrays: Arrays, config: dict, where: pathlib.Path) -> Loaded:
             f"{weights}: pos_embed has {positions} positions for {patches} patches at "
             f"input_size {image_size} with patch {patch}"
         )
+    has_head = "head.weight" in arrays and pool != "map"  # a map head reads attn_pool's output
     model = ViT(
-        num_classes=arrays.shape("head.weight")[0] if "head.weight" in arrays else 0,
+        num_classes=arrays.shape("head.weight")[0] if has_head else 0,
         patch_size=patch,
         width=width,
         depth=depth,
@@ -171,23 +229,31 @@ def _load(arrays: Arrays, config: dict, where: pathlib.Path) -> Loaded:
         num_registers=registers,
         pos_embed_prefix=positions != patches,
         norm_after_pool="fc_norm.weight" in arrays,
-        gelu_approximate=False,
-        layer_norm_eps=1e-6,
+        gelu_approximate=act == "gelu_tanh",
+        activation="quick_gelu" if act == "quick_gelu" else "gelu",
+        layer_norm_eps=1e-5 if pre_norm else 1e-6,  # CLIP towers: LayerNorm(eps=1e-5)
         layer_scale_init=1.0 if "blocks.0.ls1.gamma" in arrays else None,
+        patch_bias="patch_embed.proj.bias" in arrays,
+        norm_pre=pre_norm,
     )
     params = {
-        "embedding": {
-            "kernel": torch_patch_kernel(arrays.take("patch_embed.proj.weight")),
-            "bias": arrays.take("patch_embed.proj.bias"),
-        },
+        "embedding": {"kernel": torch_patch_kernel(arrays.take("patch_embed.proj.weight"))},
         "pos_embedding": arrays.take("pos_embed"),
         **{ours: arrays.take(theirs) for ours, theirs in tokens.items()},
     }
+    if model.patch_bias:
+        params["embedding"]["bias"] = arrays.take("patch_embed.proj.bias")
+    if pre_norm:
+        params["norm_pre"] = take_torch_norm(arrays, "norm_pre")
+    if pool == "map":  # read, not used (see the module docstring)
+        for name in arrays.names():
+            if name.startswith(("attn_pool.", "head.")):
+                arrays.take(name)
     for i in range(depth):
         params[f"block{i:02d}"] = _block(arrays, f"blocks.{i}.", width, heads)
     norm = "fc_norm" if model.norm_after_pool else "norm"
     params["encoder_norm"] = take_torch_norm(arrays, norm)
-    for head in ("head", "head_dist"):
+    for head in ("head", "head_dist") if has_head else ():
         if f"{head}.weight" in arrays:
             params[head] = take_torch_dense(arrays, head)
     arrays.refuse_unread(f"timm {config.get('architecture', 'ViT')}")

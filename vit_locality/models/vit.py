@@ -6,8 +6,9 @@ pre-LayerNorm blocks with multi-head self-attention and a GELU MLP, a final Laye
 head. The variants of other people's ViTs (timm, big_vision, Hugging Face; see
 `vit_locality/external/`) are fields whose defaults are this project's model: distillation and
 register tokens, a position embedding that also covers the prefix tokens, the LayerNorm after the
-pooling, exact GELU, the LayerNorm epsilon, layer scale and no head. The attention is written out
-(not `nn.MultiHeadDotProductAttention`) so that the post-softmax probabilities are an explicit
+pooling, exact GELU, the LayerNorm epsilon, layer scale and no head; CLIP's LayerNorm before the
+blocks (`norm_pre`), its patch embedding without bias and its QuickGELU. The attention is written
+out (not `nn.MultiHeadDotProductAttention`) so that the post-softmax probabilities are an explicit
 output, always computed in float32.
 
 `ViT(...)(images, return_attention=True)` returns `(logits, out)`; `out` holds named
@@ -68,18 +69,27 @@ class SelfAttention(nn.Module):
         return y, probs
 
 
+def quick_gelu(x: jax.Array) -> jax.Array:
+    """OpenAI CLIP's QuickGELU, `x * sigmoid(1.702 x)`."""
+    return x * jax.nn.sigmoid(1.702 * x)
+
+
 class MlpBlock(nn.Module):
-    """Dense -> GELU -> Dense, [B, T, D] -> [B, T, D]."""
+    """Dense -> GELU (or QuickGELU) -> Dense, [B, T, D] -> [B, T, D]."""
 
     mlp_dim: int
     gelu_approximate: bool = True
     dtype: Dtype = jnp.float32
+    activation: Literal["gelu", "quick_gelu"] = "gelu"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         width = x.shape[-1]
         x = nn.Dense(self.mlp_dim, dtype=self.dtype, name="fc1")(x)
-        x = nn.gelu(x, approximate=self.gelu_approximate)
+        if self.activation == "quick_gelu":
+            x = quick_gelu(x)
+        else:
+            x = nn.gelu(x, approximate=self.gelu_approximate)
         return nn.Dense(width, dtype=self.dtype, name="fc2")(x)
 
 
@@ -108,6 +118,7 @@ class EncoderBlock(nn.Module):
     layer_norm_eps: float = 1e-6
     layer_scale_init: float | None = None
     dtype: Dtype = jnp.float32
+    activation: Literal["gelu", "quick_gelu"] = "gelu"
 
     def _scaled(self, y: jax.Array, name: str) -> jax.Array:
         if self.layer_scale_init is None:
@@ -121,9 +132,8 @@ class EncoderBlock(nn.Module):
             norm(name="norm1")(x)
         )
         x = x + self._scaled(y, "ls1")
-        y = MlpBlock(self.mlp_dim, self.gelu_approximate, dtype=self.dtype, name="mlp")(
-            norm(name="norm2")(x)
-        )
+        mlp = MlpBlock(self.mlp_dim, self.gelu_approximate, self.dtype, self.activation, name="mlp")
+        y = mlp(norm(name="norm2")(x))
         return x + self._scaled(y, "ls2"), probs
 
 
@@ -149,6 +159,11 @@ class ViT(nn.Module):
       norm_after_pool: the final LayerNorm is applied to the pooled vector (timm's `fc_norm`)
         instead of to every token.
       gelu_approximate: tanh GELU (Flax's default) or, False, the exact erf GELU (PyTorch's).
+      activation: "gelu" (as `gelu_approximate` says) or "quick_gelu" (`x * sigmoid(1.702 x)`,
+        OpenAI CLIP's), the MLP's.
+      patch_bias: the patch embedding has a bias (CLIP's has none).
+      norm_pre: a LayerNorm (`norm_pre`) on the tokens, position embedding added and prefix tokens
+        prepended, before the first block (CLIP's `ln_pre`, timm's `norm_pre`).
       layer_norm_eps: epsilon of every LayerNorm.
       layer_scale_init: None: no layer scale; else the initial value of the per-channel scales
         `ls1`, `ls2` of each block's residual branches.
@@ -173,6 +188,9 @@ class ViT(nn.Module):
     layer_norm_eps: float = 1e-6
     layer_scale_init: float | None = None
     dtype: Dtype = jnp.float32
+    activation: Literal["gelu", "quick_gelu"] = "gelu"
+    patch_bias: bool = True
+    norm_pre: bool = False
 
     @property
     def has_class_token(self) -> bool:
@@ -211,7 +229,13 @@ class ViT(nn.Module):
         out: dict[str, Any] = {}
         p = self.patch_size
         x = nn.Conv(
-            self.width, (p, p), strides=(p, p), padding="VALID", dtype=self.dtype, name="embedding"
+            self.width,
+            (p, p),
+            strides=(p, p),
+            padding="VALID",
+            use_bias=self.patch_bias,
+            dtype=self.dtype,
+            name="embedding",
         )(images.astype(self.dtype))
         out["stem"] = x
         x = einops.rearrange(x, "b gh gw d -> b (gh gw) d")
@@ -225,6 +249,8 @@ class ViT(nn.Module):
             x = jnp.concatenate([*prefix, x], axis=1)
 
         norm = functools.partial(nn.LayerNorm, epsilon=self.layer_norm_eps, dtype=self.dtype)
+        if self.norm_pre:
+            x = norm(name="norm_pre")(x)
         attention, reduced = [], []
         for i in range(self.depth):
             x, probs = EncoderBlock(
@@ -234,6 +260,7 @@ class ViT(nn.Module):
                 layer_norm_eps=self.layer_norm_eps,
                 layer_scale_init=self.layer_scale_init,
                 dtype=self.dtype,
+                activation=self.activation,
                 name=f"block{i:02d}",
             )(x)
             attention.append(probs)

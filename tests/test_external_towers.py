@@ -1,0 +1,178 @@
+"""CLIP, SigLIP, DINOv2 and torchvision ViTs in their libraries' own formats against those
+libraries' outputs (issue 31), and the one-line refusals of ViTs with rotary position embedding.
+
+tests/fixtures/checkpoints/ holds them as timm, open_clip, torchvision and transformers saved
+them (`scripts/make_checkpoint_fixtures.py --towers`; these tests need none of those libraries).
+Tolerances are test_external_checkpoints' (`assert_close`: rtol 1e-5, atol 1e-5 of the largest
+value; preprocessing 2e-6) and test_analyze_checkpoint's (locality.json: rtol 2e-5, atol 2e-6).
+"""
+
+import json
+import re
+import shutil
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from vit_locality.analysis.locality import DEFINITIONS, locality_metrics
+from vit_locality.errors import UserError
+from vit_locality.external import detect_format, load_checkpoint
+from vit_locality.external.analyze import analyze_checkpoint
+
+from .test_external_checkpoints import FIXTURES, assert_close, expected, run
+
+# (fixture, format, load_checkpoint's arguments, prefix tokens, what the model must have)
+CASES = [
+    ("timm_clip", "timm", {}, 1, dict(norm_pre=True, patch_bias=False, activation="gelu")),
+    ("timm_clip_quickgelu", "timm", {}, 1, dict(norm_pre=True, activation="quick_gelu")),
+    ("timm_siglip", "timm", {}, 0, dict(pool="gap", num_classes=0, gelu_approximate=False)),
+    ("openclip_hub", "clip", {}, 1, dict(activation="gelu", layer_scale_init=1.0)),
+    ("openai_clip/model.safetensors", "clip", {"num_heads": 2}, 1,
+     dict(activation="quick_gelu", norm_pre=True, patch_bias=False)),
+    ("torchvision_vit/model.safetensors", "torchvision", {"num_heads": 2}, 1,
+     dict(gelu_approximate=False, layer_norm_eps=1e-6)),
+    ("hf_clip", "hf", {}, 1, dict(activation="quick_gelu", norm_after_pool=True, num_classes=5)),
+    ("hf_clip_vision", "hf", {}, 1, dict(activation="quick_gelu", num_classes=0)),
+    ("hf_siglip_vision", "hf", {}, 0, dict(pool="gap", gelu_approximate=True)),
+    ("hf_dinov2", "hf", {}, 1, dict(layer_scale_init=1.0, pos_embed_prefix=True)),
+    ("hf_dinov2_registers", "hf", {}, 3, dict(num_registers=2, pos_embed_prefix=False)),
+]  # fmt: skip
+# Pooled outputs that are not the model's: timm SigLIP's attention-pooling (MAP) head is read
+# and not used (its blocks are analysed), so timm's logits are not ours.
+NOT_COMPARED = {"timm_siglip": "logits"}
+
+
+def load(name, kwargs):
+    return load_checkpoint(FIXTURES / name, **kwargs)
+
+
+@pytest.mark.parametrize("name,format,kwargs,prefix,fields", CASES)
+def test_outputs_and_attention_match_the_original(name, format, kwargs, prefix, fields):
+    assert detect_format(FIXTURES / name) == format
+    loaded = load(name, kwargs)
+    assert loaded.format == format and loaded.model.num_prefix_tokens == prefix
+    for field, value in fields.items():
+        assert getattr(loaded.model, field) == value, field
+    want = expected(name)
+    np.testing.assert_allclose(loaded.preprocessing.mean, want["mean"], rtol=1e-7)
+    np.testing.assert_allclose(loaded.preprocessing.std, want["std"], rtol=1e-7)
+    logits, out = run(loaded, want["images"])
+    attention = np.stack(out["attention"])
+    assert attention.shape == want["attention"].shape
+    assert_close(attention, want["attention"], "attention")
+    assert_close(out["encoded"], want["encoded"], "encoded")
+    if "logits" in want and NOT_COMPARED.get(name) != "logits":
+        assert_close(logits, want["logits"], "logits")
+
+
+@pytest.mark.parametrize("name,kwargs", [(c[0], c[2]) for c in CASES])
+def test_preprocessing_matches_the_original(name, kwargs):
+    """The library's eval transform of an odd-sized image (timm's from pretrained_cfg,
+    open_clip's image_transform, torchvision's ImageClassification as its SWAG weights set it,
+    the Hugging Face image processors' PIL backend): the same pixels."""
+    loaded = load(name, kwargs)
+    want = expected(name)
+    pixels = loaded.preprocessing.prepare([Image.fromarray(want["raw_image"])])
+    assert pixels.shape == want["preprocessed"].shape
+    mean, std = (np.asarray(v, np.float32) for v in (want["mean"], want["std"]))
+    normalized = (pixels.astype(np.float32) / 255.0 - mean) / std
+    np.testing.assert_allclose(normalized, want["preprocessed"], rtol=0, atol=2e-6)
+
+
+def write_images(folder, images):
+    folder.mkdir()
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{i:03d}.png")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,resize",
+    [
+        ("timm_clip", {}, 32),  # timm's crop_pct 0.9 would resize to 35
+        ("timm_siglip", {}, 32),
+        ("openai_clip/model.safetensors", {"num_heads": 2}, None),
+        ("torchvision_vit/model.safetensors", {"num_heads": 2}, None),
+        ("hf_clip", {}, None),
+        ("hf_siglip_vision", {}, None),
+        ("hf_dinov2_registers", {}, 32),
+    ],
+)
+def test_locality_json_is_that_of_the_original_attention(tmp_path, name, kwargs, resize):
+    """As test_analyze_checkpoint's: the images at the model's size go through untouched; the
+    per-head metrics are `locality_metrics` of the library's own maps."""
+    want = expected(name)
+    images = write_images(tmp_path / "images", want["images"])
+    record = analyze_checkpoint(
+        FIXTURES / name, images, tmp_path / "out", resize=resize, batch_size=8, **kwargs
+    )
+    reference = locality_metrics(
+        jnp.asarray(want["attention"]),
+        grid=tuple(record["grid"]),
+        num_prefix_tokens=record["num_prefix_tokens"],
+        patch_size=record["patch_size"],
+    )
+    for metric in DEFINITIONS:
+        np.testing.assert_allclose(
+            record["per_head"][metric], reference[metric], rtol=2e-5, atol=2e-6, err_msg=metric
+        )
+    assert json.loads((tmp_path / "out" / "locality.json").read_text()) == record
+
+
+@pytest.mark.parametrize(
+    "name,family",
+    [("timm_eva02", "EVA-02"), ("timm_dinov3", "DINOv3")],
+)
+def test_a_rope_vit_is_one_line_naming_its_family(tmp_path, name, family):
+    """timm's eva.py models (saved by timm): one line, in the folder and as a bare state dict."""
+    pattern = rf"timm \w+ \({family}, timm's eva\.py\) uses rotary position embedding \(RoPE\)"
+    with pytest.raises(UserError, match=pattern) as error:
+        load_checkpoint(FIXTURES / name)
+    assert "\n" not in str(error.value)
+    arch = json.loads((FIXTURES / name / "config.json").read_text())["architecture"]
+    weights = tmp_path / "model.safetensors"
+    shutil.copy(FIXTURES / name / "model.safetensors", weights)
+    with pytest.raises(UserError, match=pattern):
+        load_checkpoint(weights, arch=arch)
+
+
+def test_a_hugging_face_dinov3_is_one_line(tmp_path):
+    folder = tmp_path / "dinov3"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "dinov3_vit"}))
+    with pytest.raises(UserError, match=r"Hugging Face DINOv3 image model uses rotary position "):
+        load_checkpoint(folder)
+
+
+def write_safetensors(path, arrays):
+    """float32 arrays as a .safetensors file (no safetensors package here)."""
+    header, offset, blobs = {}, 0, []
+    for name, array in arrays.items():
+        blob = np.ascontiguousarray(array, "<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(array.shape),
+                        "data_offsets": [offset, offset + len(blob)]}  # fmt: skip
+        offset += len(blob)
+        blobs.append(blob)
+    text = json.dumps(header).encode()
+    path.write_bytes(len(text).to_bytes(8, "little") + text + b"".join(blobs))
+
+
+def test_a_clip_tower_without_ln_pre_names_what_it_needs(tmp_path):
+    """A CLIP state dict lacking a part is refused in the family's words, not by a bare name."""
+    from vit_locality.external.arrays import read_safetensors
+
+    state = read_safetensors(FIXTURES / "openai_clip" / "model.safetensors")
+    del state["visual.ln_pre.weight"], state["visual.ln_pre.bias"]
+    write_safetensors(tmp_path / "clip.safetensors", state)
+    with pytest.raises(UserError, match=re.escape("CLIP image tower (OpenAI / OpenCLIP layout): "
+                                                  "needs ln_pre")):  # fmt: skip
+        load_checkpoint(tmp_path / "clip.safetensors")
+
+
+def test_gelu_override_reaches_quick_gelu():
+    loaded = load_checkpoint(FIXTURES / "openclip_hub", gelu="quick")
+    assert loaded.model.activation == "quick_gelu"
+    loaded = load_checkpoint(FIXTURES / "openai_clip/model.safetensors", gelu="exact", num_heads=2)
+    assert (loaded.model.activation, loaded.model.gelu_approximate) == ("gelu", False)
