@@ -7,9 +7,11 @@ Tolerances are test_external_checkpoints' (`assert_close`: rtol 1e-5, atol 1e-5 
 value; preprocessing 2e-6) and test_analyze_checkpoint's (locality.json: rtol 2e-5, atol 2e-6).
 """
 
+import importlib.util
 import json
 import re
 import shutil
+import zipfile
 
 import jax.numpy as jnp
 import numpy as np
@@ -176,3 +178,19 @@ def test_gelu_override_reaches_quick_gelu():
     assert loaded.model.activation == "quick_gelu"
     loaded = load_checkpoint(FIXTURES / "openai_clip/model.safetensors", gelu="exact", num_heads=2)
     assert (loaded.model.activation, loaded.model.gelu_approximate) == ("gelu", False)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is not None, reason="torch installed")
+@pytest.mark.parametrize(
+    "file,marker,format",
+    [("ViT-B-32.pt", b"class_embedding", "clip"), ("vit_b_16.pth", b"conv_proj", "torchvision")],
+)
+def test_a_torch_file_without_torch_is_told_apart_and_one_line(tmp_path, file, marker, format):
+    """OpenAI's .pt (a TorchScript archive) and torchvision's .pth are zip archives whose
+    pickles name their parts: the format is found without torch, then reading it needs torch."""
+    path = tmp_path / file
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", b"\x80\x02}q\x00X\x0f\x00\x00\x00" + marker)
+    assert detect_format(path) == format
+    with pytest.raises(UserError, match=rf"reading a \{path.suffix} needs PyTorch \(pip install"):
+        load_checkpoint(path)

@@ -28,11 +28,16 @@ import pathlib
 
 import numpy as np
 
-from vit_locality.errors import UserError, first_line
-from vit_locality.external.arrays import read_safetensors
-from vit_locality.external.params import Arrays, Loaded, checked, heads_of, take_torch_norm
+from vit_locality.errors import UserError
+from vit_locality.external.params import (
+    Arrays,
+    Loaded,
+    checked,
+    heads_of,
+    read_state_dict,
+    take_torch_norm,
+)
 from vit_locality.external.preprocess import Preprocessing
-from vit_locality.external.timm import _read_state_dict
 from vit_locality.external.torchvision_vit import in_proj_attention
 from vit_locality.models import ViT
 
@@ -62,7 +67,7 @@ def load_clip(path: pathlib.Path, num_heads: int | None = None) -> Loaded:
         weights = next((path / w for w in WEIGHTS if (path / w).is_file()), None)
         if weights is None:
             raise UserError(f"{path} has no {' or '.join(WEIGHTS)} (OpenCLIP hub folders hold one)")
-        state = (read_safetensors if weights.suffix == ".safetensors" else _read_torch)(weights)
+        state = read_state_dict(weights)
         model_cfg = config.get("model_cfg", {})
         vision = model_cfg.get("vision_cfg", {})
         width = vision.get("width", 768)
@@ -85,27 +90,9 @@ def load_clip(path: pathlib.Path, num_heads: int | None = None) -> Loaded:
             )
     else:
         weights = path
-        state = read_safetensors(path) if path.suffix == ".safetensors" else _read_torch(path)
+        state = read_state_dict(path)
         heads, quick, prep = num_heads, True, {}
     return _load(state, str(weights), path, heads, quick, prep)
-
-
-def _read_torch(path: pathlib.Path) -> dict[str, np.ndarray]:
-    """A torch state dict; OpenAI's `.pt` files are TorchScript archives (`torch.jit.load`)."""
-    try:
-        return _read_state_dict(path.with_suffix(path.suffix) if path.suffix == ".pth" else path)
-    except UserError as error:
-        if "needs PyTorch" in str(error):
-            raise
-        import torch
-
-        try:
-            module = torch.jit.load(str(path), map_location="cpu")
-        except Exception:
-            raise error from None
-        return {k: v.float().numpy() for k, v in module.state_dict().items()}
-    except Exception as e:  # a .pt / .bin read as a .safetensors
-        raise UserError(f"{path}: not readable as a state dict ({first_line(e)})") from e
 
 
 def _load(

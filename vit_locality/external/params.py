@@ -15,13 +15,15 @@ import dataclasses
 import json
 import pathlib
 import struct
+import zipfile
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vit_locality.errors import UserError
+from vit_locality.errors import UserError, first_line
+from vit_locality.external.arrays import check_not_cut_short, finite, read_safetensors
 from vit_locality.external.preprocess import Preprocessing
 from vit_locality.models import ViT
 
@@ -69,6 +71,38 @@ class Arrays:
             raise UserError(f"{self.source}: {what} with weights this ViT does not have: {shown}")
 
 
+def read_state_dict(path: pathlib.Path) -> dict[str, np.ndarray]:
+    """name -> float32 array of a state dict file: `.safetensors` without torch, else with it
+    (`read_torch`)."""
+    return read_safetensors(path) if path.suffix == ".safetensors" else read_torch(path)
+
+
+def read_torch(path: pathlib.Path) -> dict[str, np.ndarray]:
+    """A torch state dict (`.pt`, `.pth`, `.bin`; unwrapped from "model" / "state_dict"), or
+    the parameters of a TorchScript archive (OpenAI's `.pt` files: `torch.jit.load`)."""
+    check_not_cut_short(path)
+    try:
+        import torch
+    except ImportError:
+        raise UserError(
+            f"--checkpoint={path}: reading a {path.suffix} needs PyTorch (pip install torch), "
+            "or save the state dict as .safetensors"
+        ) from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # OpenAI's TorchScript archives are not plain state dicts
+        try:
+            state = torch.jit.load(str(path), map_location="cpu").state_dict()
+        except Exception:
+            raise UserError(
+                f"{path} is damaged or not a state dict: torch.load says {first_line(e)}"
+            ) from e
+    for key in ("model", "state_dict"):
+        if isinstance(state.get(key), dict):
+            state = state[key]
+    return finite(path, {name: tensor.float().numpy() for name, tensor in state.items()})
+
+
 def state_dict_names(path: pathlib.Path) -> list[str] | None:
     """The array names of a state dict file without reading its arrays: a `.safetensors`
     header, or (with torch, memory-mapped) a torch file's keys; None where they cannot be read
@@ -88,7 +122,19 @@ def state_dict_names(path: pathlib.Path) -> list[str] | None:
                 state = state[key]
         return list(state)
     except Exception:  # not a state dict, no torch, damaged: the loader's error is the one line
+        return _pickled_names(path)
+
+
+def _pickled_names(path: pathlib.Path) -> list[str] | None:
+    """Without torch (or for a TorchScript archive): the markers of the CLIP and torchvision
+    layouts found in the pickles of a torch zip archive, as names the format checks know."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickled = b"".join(archive.read(n) for n in archive.namelist() if n.endswith(".pkl"))
+    except (OSError, zipfile.BadZipFile, ValueError):
         return None
+    markers = {b"class_embedding": "visual.conv1.weight", b"conv_proj": "conv_proj.weight"}
+    return [name for marker, name in markers.items() if marker in pickled] or None
 
 
 def layer_norm(scale: np.ndarray, bias: np.ndarray) -> dict[str, np.ndarray]:

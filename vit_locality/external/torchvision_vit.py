@@ -26,12 +26,12 @@ from vit_locality.external.params import (
     attention_out,
     checked,
     heads_of,
+    read_state_dict,
     take_torch_dense,
     take_torch_norm,
     torch_patch_kernel,
 )
 from vit_locality.external.preprocess import Preprocessing
-from vit_locality.external.timm import _read_state_dict
 from vit_locality.models import ViT
 
 FAMILY = "torchvision ViT"
@@ -55,7 +55,7 @@ def load_torchvision(path: pathlib.Path, num_heads: int | None = None) -> Loaded
     """
     if not path.is_file():
         raise UserError(f"--checkpoint={path}: a torchvision ViT is a state dict file (.pth)")
-    arrays = Arrays(_read_state_dict(path), str(path), FAMILY)
+    arrays = Arrays(read_state_dict(path), str(path), FAMILY)
     names = arrays.names()
     if not is_torchvision(names):
         raise UserError(f"{path} is not a torchvision ViT state dict (it has no conv_proj)")
