@@ -349,6 +349,13 @@ def mha_attention(modules: list, run) -> list[torch.Tensor]:
     return result, maps
 
 
+def smooth_image(height: int, width: int) -> np.ndarray:
+    """uint8 [height, width, 3] of slow waves (tests/test_external_towers.py makes the same)."""
+    i, j = np.mgrid[:height, :width].astype(np.float64)
+    waves = [np.sin(i / 7) * np.cos(j / 11), np.sin((i + j) / 13), np.cos(i / 5 - j / 9)]
+    return np.round(127.5 + 127 * np.stack(waves, -1)).astype(np.uint8)
+
+
 def raw_image(seed: int, size: int) -> np.ndarray:
     raw = np.random.default_rng(seed + 100).integers(0, 256, (size + 9, size + 21, 3))
     return raw.astype(np.uint8)
@@ -432,6 +439,7 @@ def make_torchvision(seed: int) -> None:
     import torchvision
     from PIL import Image
     from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as F
     from torchvision.transforms._presets import ImageClassification
 
     model = torchvision.models.VisionTransformer(
@@ -470,6 +478,12 @@ def make_torchvision(seed: int) -> None:
         raw_image=raw,
         preprocessed=to_nhwc(transform(Image.fromarray(raw))[None]),
     )
+    # IMAGENET1K_V1's transform (vit_b_16 at 224 px) on a smooth image, as uint8 pixels before
+    # its float conversion (every 4th row and column): what a 224-px torchvision ViT must get
+    v1 = ImageClassification(crop_size=224)  # resize 256, bilinear; its forward's first steps:
+    image = Image.fromarray(smooth_image(240, 300))
+    image = F.resize(image, v1.resize_size, interpolation=v1.interpolation, antialias=True)
+    arrays["pixels_224"] = np.asarray(F.center_crop(image, v1.crop_size))[::4, ::4]  # 56 x 56
     write_expected(folder, **arrays)
 
 
@@ -516,6 +530,8 @@ def make_hf_tower(name: str, model_cls, config, processor: str, seed: int, **siz
     raw = raw_image(seed, vision.image_size)
     arrays["raw_image"] = raw
     arrays["preprocessed"] = to_nhwc(pil(images=[raw], return_tensors="pt")["pixel_values"])
+    pixel_values = default(images=[raw], return_tensors="pt")["pixel_values"]
+    arrays["preprocessed_torchvision"] = to_nhwc(pixel_values)  # the default backend's
     write_expected(folder, **arrays)
 
 

@@ -194,3 +194,42 @@ def test_a_torch_file_without_torch_is_told_apart_and_one_line(tmp_path, file, m
     assert detect_format(path) == format
     with pytest.raises(UserError, match=rf"reading a \{path.suffix} needs PyTorch \(pip install"):
         load_checkpoint(path)
+
+
+def smooth_image(height, width):
+    """The fixture script's smooth test image (uint8 [height, width, 3] of slow waves)."""
+    i, j = np.mgrid[:height, :width].astype(np.float64)
+    waves = [np.sin(i / 7) * np.cos(j / 11), np.sin((i + j) / 13), np.cos(i / 5 - j / 9)]
+    return np.round(127.5 + 127 * np.stack(waves, -1)).astype(np.uint8)
+
+
+def test_a_224_px_torchvision_vit_gets_the_imagenet1k_v1_transform(tmp_path):
+    """The fixture's weights with a position embedding for 224 px (28 x 28 patches of 8): the
+    transform of vit_b_16's IMAGENET1K_V1 weights (resize 256, bilinear, crop 224), the pixels
+    torchvision's ImageClassification gives (every 4th row and column stored)."""
+    from vit_locality.external.arrays import read_safetensors
+
+    state = read_safetensors(FIXTURES / "torchvision_vit" / "model.safetensors")
+    state["encoder.pos_embedding"] = np.zeros((1, 1 + 28 * 28, 16), np.float32)
+    write_safetensors(tmp_path / "vit_224.safetensors", state)
+    loaded = load_checkpoint(tmp_path / "vit_224.safetensors", num_heads=2)
+    prep = loaded.preprocessing
+    assert (prep.image_size, prep.resize, prep.interpolation) == ((224, 224), 256, "bilinear")
+    pixels = prep.prepare([Image.fromarray(smooth_image(240, 300))])[0]
+    np.testing.assert_array_equal(pixels[::4, ::4], expected("torchvision_vit")["pixels_224"])
+
+
+HF_TOWERS = [c[0] for c in CASES if c[0].startswith("hf_")]
+
+
+@pytest.mark.parametrize("name", HF_TOWERS)
+def test_preprocessing_against_the_torchvision_image_processor(name):
+    """As test_external_checkpoints' for ViT / DeiT: transformers' default (torchvision)
+    processors differ from the PIL ones by at most one uint8 level, in at most 1% of values."""
+    loaded = load_checkpoint(FIXTURES / name)
+    want = expected(name)
+    pixels = loaded.preprocessing.prepare([Image.fromarray(want["raw_image"])])
+    mean, std = (np.asarray(v, np.float32) for v in (want["mean"], want["std"]))
+    levels = np.abs((pixels / 255.0 - mean) / std - want["preprocessed_torchvision"]) * std * 255
+    assert levels.max() < 1.0 + 1e-4
+    assert (levels > 1e-3).mean() <= 0.01
