@@ -233,3 +233,40 @@ def test_preprocessing_against_the_torchvision_image_processor(name):
     levels = np.abs((pixels / 255.0 - mean) / std - want["preprocessed_torchvision"]) * std * 255
     assert levels.max() < 1.0 + 1e-4
     assert (levels > 1e-3).mean() <= 0.01
+
+
+@pytest.mark.parametrize("name", ["timm_clip", "timm_clip_quickgelu", "timm_siglip"])
+def test_a_bare_timm_state_dict_of_clip_or_siglip_matches_the_original(tmp_path, name):
+    """model.safetensors alone with timm's name: the same model (norm_pre, QuickGELU from the
+    name, SigLIP's map pooling from attn_pool), OpenAI's or 0.5 mean / std, timm's outputs."""
+    weights = tmp_path / f"{name}.safetensors"
+    shutil.copy(FIXTURES / name / "model.safetensors", weights)
+    arch = json.loads((FIXTURES / name / "config.json").read_text())["architecture"]
+    loaded = load_checkpoint(weights, arch=arch, num_heads=2)
+    folder = load_checkpoint(FIXTURES / name)
+    assert loaded.model == folder.model
+    assert (loaded.preprocessing.mean, loaded.preprocessing.std) == (
+        folder.preprocessing.mean,
+        folder.preprocessing.std,
+    )
+    want = expected(name)
+    _, out = run(loaded, want["images"])
+    assert_close(np.stack(out["attention"]), want["attention"], "attention")
+    assert_close(out["encoded"], want["encoded"], "encoded")
+
+
+def test_the_command_line_on_an_openai_clip_state_dict(tmp_path, capfd):
+    """`python -m vit_locality.analyze` with --num_heads and --gelu on a bare CLIP state dict."""
+    from .conftest import analyze_main
+
+    images = write_images(tmp_path / "images", expected("openai_clip")["images"])
+    code = analyze_main(
+        f"--checkpoint={FIXTURES / 'openai_clip' / 'model.safetensors'}",
+        f"--images={images}",
+        f"--out={tmp_path / 'out'}",
+        "--num_heads=2",
+        "--gelu=quick",
+    )
+    assert code == 0, capfd.readouterr().err
+    record = json.loads((tmp_path / "out" / "locality.json").read_text())
+    assert record["num_prefix_tokens"] == 1 and record["patch_size"] == 8
