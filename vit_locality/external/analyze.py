@@ -68,16 +68,19 @@ def analyze_checkpoint(
     `out/plots/`.
 
     Args:
-      checkpoint: a timm hub folder or bare state dict, a Hugging Face folder, a .npz or a run
-        of this project (see `external`).
+      checkpoint: a timm hub folder or bare state dict, a Hugging Face or OpenCLIP folder, an
+        OpenAI CLIP / OpenCLIP or torchvision state dict, a .npz or a run of this project (see
+        `external`).
       images: a folder of JPEG / PNG images of any size, read in name order; or None and
         `dataset`.
       out: the output folder (created).
       dataset, data_dir: instead of `images`, the test split of one of this project's datasets
         (`dataset_images`).
-      format: "timm", "big_vision", "hf", or None to detect it.
+      format: "timm", "big_vision", "hf", "clip", "torchvision", "project", or None to detect
+        it.
       gelu: "exact" / "tanh" to replace the format's GELU, or None.
-      arch, num_heads: timm's model name (and heads) of a bare timm state dict.
+      arch, num_heads: timm's model name (and heads) of a bare timm state dict; num_heads also
+        for a torchvision or CLIP state dict.
       num_images: the first N images of the folder or split (default: all).
       batch_size: images per jitted pass (rounded up to a multiple of the device count).
       rollout: the head fusion of attention rollout: "mean", "max" or "min".
