@@ -13,7 +13,10 @@ os.environ["XLA_FLAGS"] = (
     + " --xla_cpu_collective_call_terminate_timeout_seconds=300"
 ).strip()
 
+import fsspec  # noqa: E402
 import pytest  # noqa: E402
+from etils.epath import gpath  # noqa: E402
+from fsspec.implementations.memory import MemoryFileSystem  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # The real data, each dataset from data/ in the repository where it was copied there (as on an
@@ -115,3 +118,30 @@ def unreachable_downloads(tmp_path, monkeypatch):
         lambda builder, *args, **kwargs: prepared.append(builder.name),
     )
     return port, prepared
+
+
+class _FakeGcs(MemoryFileSystem):
+    """fsspec's in-memory filesystem under the gs:// scheme, without append (as GCS: an object
+    opened to append is written anew)."""
+
+    protocol = ("gs", "gcs")
+
+    def __init__(self, *args, finalize_on_close=True, **kwargs):
+        super().__init__(*args, **kwargs)
+
+    def _open(self, path, mode="rb", **kwargs):
+        return super()._open(path, mode.replace("a", "w"), **kwargs)
+
+
+@pytest.fixture
+def fake_gcs(monkeypatch):
+    """gs:// paths of etils.epath (what RunDir, the plots and orbax use) served from memory:
+    epath's fsspec backend instead of tf.io.gfile, with fsspec's memory filesystem as gs://."""
+    for name in _FakeGcs.protocol:
+        fsspec.register_implementation(name, _FakeGcs, clobber=True)
+    monkeypatch.setattr(gpath, "_is_tf_installed", lambda: False)
+    _FakeGcs.store.clear()
+    _FakeGcs.pseudo_dirs.clear()
+    _FakeGcs.pseudo_dirs.append("")
+    yield "gs://bucket"
+    _FakeGcs.store.clear()

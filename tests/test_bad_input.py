@@ -17,14 +17,13 @@ import sys
 import pytest
 
 from .conftest import CIFAR10_SAMPLE, REPO_ROOT
-from .test_faults import last_line, snapshot
-from .test_train_e2e import run
+from .helpers import last_line, run, snapshot
 
 pytestmark = pytest.mark.skipif(
     not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"
 )
 
-# (flags on top of test_train_e2e.TINY, the line after "error: ")
+# (flags on top of helpers.TINY, the line after "error: ")
 CONFIG_CASES = [
     (
         ["--config.dataset=imagenet"],

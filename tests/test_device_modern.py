@@ -14,7 +14,7 @@ import pytest
 from vit_locality.workdir import RunDir
 
 from .conftest import CIFAR10_SAMPLE, REPO_ROOT
-from .test_train_e2e import TINY, final_params, wait_for_checkpoint
+from .helpers import TINY, final_params, wait_for_checkpoint
 
 pytestmark = pytest.mark.skipif(
     not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"

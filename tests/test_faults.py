@@ -20,7 +20,6 @@ import orbax.checkpoint as ocp
 import pytest
 import tensorstore as ts
 
-from configs import common
 from vit_locality import analyze, train, train_state
 from vit_locality.data.sources import load_split
 from vit_locality.errors import UserError
@@ -29,7 +28,7 @@ from vit_locality.parallel import sharding
 from vit_locality.workdir import RunDir, checkpointing
 
 from .conftest import CIFAR10_SAMPLE, REPO_ROOT
-from .test_train_e2e import command, run
+from .helpers import command, last_line, run, tiny_config
 
 pytestmark = pytest.mark.skipif(
     not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"
@@ -42,28 +41,7 @@ TENSORSTORE_FULL = ValueError("RESOURCE_EXHAUSTED: Failed writing [os_error_code
 ORBAX_FILE = "/site-packages/orbax/checkpoint/_src/futures/future.py"
 
 
-def tiny_config(total_steps: int, **overrides):
-    """The TINY model of test_train_e2e.py, in-process."""
-    config = common.experiment("cifar10", "modern", "smoke")
-    config.data.source = "files"
-    config.data.dir = str(CIFAR10_SAMPLE)
-    config.aug.autoaugment = False
-    config.model.update(width=32, depth=2, num_heads=2, mlp_dim=64)
-    config.update(
-        total_steps=total_steps,
-        warmup_epochs=0.0,
-        log_every_steps=2,
-        ckpt_every_steps=total_steps,
-        eval_every_steps=total_steps,
-    )
-    config.analysis.num_images = 16
-    if isinstance(overrides.get("evals"), str):  # as a config file from before evals were dicts
-        del config.evals
-    config.update(overrides)
-    return config
-
-
-# The CLI's TINY run (test_train_e2e.py) with the committed fixture's schedule: it resumes it.
+# The CLI's TINY run (helpers.TINY) with the committed fixture's schedule: it resumes it.
 RESUME = (
     "--config.total_steps=8",
     "--config.ckpt_every_steps=2",
@@ -100,19 +78,6 @@ def test_the_step_guard_rejects_an_implicit_host_transfer(tmp_path, monkeypatch)
     monkeypatch.setattr(train, "_train_input", host_batches)
     with pytest.raises(jax.errors.JaxRuntimeError, match="Disallowed host-to-device transfer"):
         train.train_and_evaluate(config, str(tmp_path / "run"))
-
-
-def snapshot(directory):
-    """Every path under `directory` with its size and modification time."""
-    return {
-        p.relative_to(directory): (p.stat().st_size, p.stat().st_mtime_ns)
-        for p in directory.rglob("*")
-    }
-
-
-def last_line(result):
-    assert result.returncode == 2, result.stderr[-3000:]
-    return result.stderr.strip().splitlines()[-1]
 
 
 @contextlib.contextmanager

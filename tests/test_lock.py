@@ -16,8 +16,7 @@ from vit_locality.workdir import RunDir, lock
 from vit_locality.workdir.lock import Holder, WorkdirLock
 
 from .conftest import CIFAR10_SAMPLE
-from .test_train_e2e import TOTAL_STEPS, run, start
-from .test_workdir import fake_gcs  # noqa: F401 (a fixture)
+from .helpers import TOTAL_STEPS, run, start
 
 
 def busy_line(path, holder: Holder) -> str:

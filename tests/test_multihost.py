@@ -1,6 +1,6 @@
 """Several processes train one model (JAX's multi-controller runtime on the CPU, gloo
-collectives), as real processes: 2 processes x 2 devices end where 1 process x 4 devices ends,
-write each row once, and stop together on a SIGTERM to either of them."""
+collectives), as real processes: 2 processes x 1 device end where 1 process x 2 devices ends,
+writing each row once; 2 processes (2 devices each) stop together on a SIGTERM to either of them."""
 
 import json
 import os
@@ -16,7 +16,7 @@ import pytest
 from vit_locality.workdir import RunDir
 
 from .conftest import CIFAR10_SAMPLE, REPO_ROOT
-from .test_train_e2e import TINY, saved_step, without_speed
+from .helpers import TINY, saved_step, without_speed
 
 pytestmark = pytest.mark.skipif(
     not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"

@@ -8,7 +8,7 @@ import sys
 from configs import cifar10_baseline
 
 from .conftest import REPO_ROOT
-from .test_report import make_run, write_curve
+from .helpers import make_run, write_curve
 
 
 def pack(*args):

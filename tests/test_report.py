@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from configs import (
@@ -15,44 +14,11 @@ from configs import (
     cifar100_modern,
     tiny_imagenet_modern,
 )
-from vit_locality.analysis.locality import summarize
 from vit_locality.augment import protocol
 from vit_locality.report.conditions import cutmix_pairs, group_runs, load_runs
 
 from .conftest import REPO_ROOT
-
-
-def make_run(root, name, config, top1, mad=None, seed=0):
-    """A finished 20-step run; `mad` [L][H] (None: no locality.json); entropy = 2 * mad."""
-    config.seed = seed
-    config.total_steps = 20
-    workdir = root / name
-    workdir.mkdir(parents=True)
-    (workdir / "config.json").write_text(config.to_json(indent=2))
-    rows = [{"step": s, "epoch": s / 10, "train/loss": 4.0 - s / 10} for s in (10, 20)]
-    rows += [{"step": 20, "epoch": 2.0, "val/prec@1": top1, "val/loss": 3.0}]
-    if mad is not None:
-        first = np.min(mad[0])
-        rows += [
-            {"step": s, "epoch": s / 10, "locality/min_mad_first_layer": first * s / 20}
-            for s in (10, 20)
-        ]
-        per_head = {"mad": mad, "entropy": (2 * np.asarray(mad)).tolist()}
-        record = {
-            "step": 20,
-            "dataset": config.dataset,
-            "num_images": 1000,
-            "image_size": 32,
-            "patch_size": 4,
-            "grid": [8, 8],
-            "num_prefix_tokens": 1,
-            "definitions": {"mad": "...", "entropy": "..."},
-            "per_head": per_head,
-            "summary": summarize(per_head),
-        }
-        (workdir / "locality.json").write_text(json.dumps(record))
-    (workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return workdir
+from .helpers import make_run, write_curve
 
 
 @pytest.fixture(scope="module")
@@ -206,15 +172,6 @@ def test_a_directory_without_runs_is_a_one_line_error(tmp_path):
     message = f"error: {empty} holds no run: no config.json in it or in its subdirectories"
     assert result.stderr.strip() == message
     assert not (tmp_path / "out").exists()
-
-
-def write_curve(workdir, points, top1=None):
-    """Adds `locality/min_mad_first_layer` rows at `points` (step -> value) and eval rows at
-    `top1` (step -> %) to the run's metrics.jsonl."""
-    rows = [{"step": s, "epoch": s / 39, "locality/min_mad_first_layer": v} for s, v in points]
-    rows += [{"step": s, "epoch": s / 39, "val/prec@1": v} for s, v in (top1 or {}).items()]
-    with (workdir / "metrics.jsonl").open("a") as f:
-        f.write("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def test_min_mad_at_every_step_with_the_gap_cutmix_opens(tmp_path):

@@ -6,84 +6,29 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from vit_locality.workdir import RunDir
 
 from .conftest import CIFAR10_SAMPLE, REPO_ROOT
+from .helpers import (
+    TOTAL_STEPS,
+    command,
+    final_params,
+    run,
+    saved_step,
+    start,
+    wait_for_checkpoint,
+    wait_for_row,
+    without_speed,
+)
 
 pytestmark = pytest.mark.skipif(
     not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"
 )
-
-TOTAL_STEPS = 60
-# Modern minus AutoAugment: CutMix and label smoothing on the device, on a tiny ViT.
-TINY = [
-    "--config=configs/cifar10_modern.py:smoke",
-    "--config.data.source=files",
-    f"--config.data.dir={CIFAR10_SAMPLE}",
-    "--config.aug.autoaugment=False",
-    "--config.model.width=32",
-    "--config.model.depth=2",
-    "--config.model.num_heads=2",
-    "--config.model.mlp_dim=64",
-    f"--config.total_steps={TOTAL_STEPS}",
-    "--config.warmup_epochs=0.1",
-    "--config.ckpt_every_steps=20",
-    "--config.log_every_steps=10",
-    "--config.eval_every_steps=30",
-]
-
-
-def command(workdir, *extra):
-    return [sys.executable, "-m", "vit_locality.main", *TINY, f"--workdir={workdir}", *extra]
-
-
-def run(workdir, *extra, timeout=300):
-    return subprocess.run(
-        command(workdir, *extra), cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def start(workdir):
-    return subprocess.Popen(
-        command(workdir), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-
-
-def wait_for_checkpoint(workdir, step, process, timeout=240):
-    """Waits until orbax has committed `step` (the final directory appears only on commit)."""
-    target = workdir / "checkpoints" / str(step)
-    deadline = time.time() + timeout
-    while not target.is_dir():
-        assert process.poll() is None, process.stdout.read()
-        assert time.time() < deadline, f"no checkpoint {step} after {timeout}s"
-        time.sleep(0.05)
-
-
-def wait_for_row(workdir, key, step, process, timeout=240):
-    """Waits until metrics.jsonl holds a row with `key` at `step`."""
-    deadline = time.time() + timeout
-    while not any(r["step"] == step and key in r for r in RunDir(workdir).read_metrics()):
-        assert process.poll() is None, process.stdout.read()
-        assert time.time() < deadline, f"no {key} row at step {step} after {timeout}s"
-        time.sleep(0.01)
-
-
-def without_speed(rows):
-    """metrics.jsonl rows without their timing field."""
-    return [{k: v for k, v in row.items() if k != "train/img_per_s"} for row in rows]
-
-
-def saved_step(output: str) -> int:
-    """The step of the "SIGTERM: saved step N; ..." line in a run's output."""
-    return int(output.split("SIGTERM: saved step ")[1].split(";")[0])
 
 
 def tensorboard_points(workdir):
@@ -97,11 +42,6 @@ def tensorboard_points(workdir):
         for value in event.summary.value
         if value.tag != "train/img_per_s"
     ]
-
-
-def final_params(workdir, step=TOTAL_STEPS):
-    restored = ocp.PyTreeCheckpointer().restore(workdir / "checkpoints" / str(step) / "state")
-    return restored["params"]
 
 
 @pytest.fixture(scope="module")
