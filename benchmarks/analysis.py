@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vit_locality.analysis.attention_pass import make_locality_pass
-from vit_locality.data.datasets import DATASETS
+from vit_locality.datasets import DATASETS
 from vit_locality.models import DTYPES, ViT
 from vit_locality.parallel import sharding
 from vit_locality.predict import Predictor

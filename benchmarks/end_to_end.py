@@ -18,7 +18,6 @@ import sys
 import time
 
 import jax
-import ml_collections
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
@@ -30,7 +29,6 @@ from vit_locality.data.train_input import train_batches  # noqa: E402
 from vit_locality.parallel import sharding  # noqa: E402
 
 SAMPLE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-sample"
-MODERN = dict(crop_padding=4, flip=True, autoaugment=True, color_jitter=0.0)
 WARMUP = 3
 
 
@@ -63,7 +61,7 @@ def main() -> None:
         train_batches(
             images,
             labels,
-            augment=make_train_augment(ml_collections.ConfigDict(MODERN)),
+            augment=make_train_augment(config),  # the step's config: Modern CIFAR-100
             global_batch_size=args.batch_size,
             start_step=0,
             total_steps=2 * (WARMUP + args.steps),

@@ -18,11 +18,24 @@ import os
 import pathlib
 import time
 
-PROTOCOLS = {
-    "baseline": dict(crop_padding=4, flip=True, autoaugment=False, color_jitter=0.0),
-    "modern_autoaugment": dict(crop_padding=4, flip=True, autoaugment=True, color_jitter=0.0),
-    "modern_color_jitter": dict(crop_padding=4, flip=True, autoaugment=False, color_jitter=0.4),
+PROTOCOLS = {  # row name -> the components switched on over Baseline (their registry names)
+    "baseline": (),
+    "modern_autoaugment": ("autoaugment",),
+    "modern_color_jitter": ("color_jitter",),
 }
+
+
+def protocol_config(names: tuple[str, ...]):
+    """CIFAR-10's Baseline config with the components `names` switched on."""
+    from configs import common
+    from vit_locality.augment import registry
+
+    config = common.get_config("cifar10")
+    for name in names:
+        registry.set_fields(config, registry.by_name(name).switch)
+    return config
+
+
 SAMPLE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-sample"
 
 
@@ -36,7 +49,6 @@ def main() -> None:
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
     cores = len(os.sched_getaffinity(0))
 
-    import ml_collections
     import numpy as np
 
     from vit_locality.data import files
@@ -52,11 +64,11 @@ def main() -> None:
         labels = rng.integers(0, 10, 5000, dtype=np.int32)
         source = "random"
 
-    for name, aug in PROTOCOLS.items():
+    for name, components in PROTOCOLS.items():
         batches = train_batches(
             images,
             labels,
-            augment=make_train_augment(ml_collections.ConfigDict(aug)),
+            augment=make_train_augment(protocol_config(components)),
             global_batch_size=args.batch_size,
             start_step=0,
             total_steps=args.batches + 10,
@@ -81,12 +93,13 @@ def main() -> None:
 
     import jax
 
-    from vit_locality.data.device_input import AugSpec, device_train_batches
+    from vit_locality.augment import registry
+    from vit_locality.data.device_input import device_train_batches
     from vit_locality.parallel import sharding
 
     mesh = sharding.make_mesh(1)
-    for name, aug in PROTOCOLS.items():
-        spec = AugSpec(aug["crop_padding"], aug["flip"], aug["autoaugment"], aug["color_jitter"])
+    for name, components in PROTOCOLS.items():
+        ops = registry.device_image_ops(protocol_config(components))
         batches = device_train_batches(
             images,
             labels,
@@ -95,7 +108,7 @@ def main() -> None:
             start_step=0,
             total_steps=args.batches + 3,
             seed=0,
-            aug=spec,
+            ops=ops,
         )
         for _ in range(3):  # compile
             jax.block_until_ready(next(batches))

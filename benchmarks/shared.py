@@ -12,7 +12,7 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # a plain copy: `python benchmarks/X.py` puts only benchmarks/ there
     sys.path.insert(0, str(REPO))
-from vit_locality.data.datasets import DatasetInfo  # noqa: E402  (pure Python, as is flops)
+from vit_locality.datasets import DatasetInfo  # noqa: E402  (pure Python, as is flops)
 from vit_locality.flops import VitShape, train_step_flops  # noqa: E402
 
 MODELS = {  # benchmark model name -> dataset of its Modern config (8x8 tokens, 7x7 at 28 px)

@@ -47,7 +47,7 @@ except ImportError:  # reported by main(); the tables below still import without
 
 # vit_locality (on the path through `shared`) is installed in the JAX environment only; these
 # modules are pure Python.
-from vit_locality.data.datasets import DATASETS, DatasetInfo  # noqa: E402
+from vit_locality.datasets import DATASETS, DatasetInfo  # noqa: E402
 from vit_locality.errors import first_line  # noqa: E402
 
 MISSING_MESSAGE = (

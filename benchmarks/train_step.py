@@ -24,7 +24,7 @@ import shared
 
 from configs import common
 from vit_locality import step, train_state
-from vit_locality.data.datasets import DATASETS
+from vit_locality.datasets import DATASETS
 from vit_locality.models import build_model
 from vit_locality.parallel import sharding
 from vit_locality.predict import Predictor

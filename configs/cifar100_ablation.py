@@ -19,10 +19,10 @@ a minimum MAD <= 0.024, every condition without it >= 0.210 (Baseline 0.316, Mod
 """
 
 from configs import common
-from vit_locality.augment import protocol
+from vit_locality.augment import protocol, registry
 
-# The Modern components on CIFAR-100, by their names in vit_locality.augment.protocol's table.
-COMPONENTS = tuple(protocol.COMPONENTS[key].name for key in protocol.modern_components("cifar100"))
+# The Modern components on CIFAR-100, by their names in vit_locality.augment.registry.
+COMPONENTS = tuple(registry.by_key()[key].name for key in protocol.modern_components("cifar100"))
 
 
 def get_config(arg: str | None = None):
@@ -30,5 +30,5 @@ def get_config(arg: str | None = None):
     config = common.get_config("cifar100", "ablation", "smoke" if args.smoke else None)
     for name in COMPONENTS:
         if args[name]:
-            protocol.switch_on(config, protocol.BY_NAME[name].key)
+            protocol.switch_on(config, registry.by_name(name).key)
     return config

@@ -14,7 +14,8 @@ import ml_collections
 from ml_collections import config_dict
 
 from vit_locality.augment import protocol as protocol_lib
-from vit_locality.data.datasets import DATASETS
+from vit_locality.augment import registry
+from vit_locality.datasets import DATASETS
 
 _BOOLEANS = {
     "": True,
@@ -99,24 +100,18 @@ def get_config(
     config.schedule = "cosine"
     config.grad_clip_norm = 1.0
 
-    # Augmentation in tf.data (per example, on the host).
-    config.aug = ml_collections.ConfigDict()
+    # The protocol: every component's fields, set to their defaults (off; crop and flip on).
+    # Each component's module documents its fields (vit_locality/augment/<name>.py):
+    #   crop_flip        aug.crop_padding (pixels per side), aug.flip
+    #   autoaugment      aug.autoaugment (CIFAR-10 policy, torchvision semantics)
+    #   color_jitter     aug.color_jitter (strength; 0 = off)
+    #   erasing          aug.random_erasing (probability per image), aug.random_erasing_mode
+    #   label_smoothing  label_smoothing (eps)
+    #   mixing           mix.cutmix_alpha, mix.mixup_alpha, mix.prob (0 = no mixing),
+    #                    mix.switch_prob
+    # The CutMix defaults of the Modern protocol (alpha 1, every batch) are torchvision v2's.
+    registry.add_fields(config)
     config.aug.crop_padding = 4 * scale  # zero padding before the random crop, pixels per side
-    config.aug.flip = True  # random horizontal flip
-    config.aug.autoaugment = False  # AutoAugment, CIFAR-10 policy (torchvision semantics)
-    config.aug.color_jitter = 0.0  # brightness/contrast/saturation strength; 0 = off
-    # On the device, after normalization: timm's RandomErasing (one box of 2-33% of the area,
-    # aspect ratio in [0.3, 3.3]) with this probability per image; 0 = off.
-    config.aug.random_erasing = 0.0
-    config.aug.random_erasing_mode = "pixel"  # pixel: N(0, 1) noise per pixel | const: zeros
-
-    # Mixing and label smoothing on the device, in the train step (timm semantics).
-    config.mix = ml_collections.ConfigDict()
-    config.mix.cutmix_alpha = 0.0  # Beta(a, a) for CutMix's lam; 0 = no CutMix
-    config.mix.mixup_alpha = 0.0  # Beta(a, a) for Mixup's lam; 0 = no Mixup
-    config.mix.prob = 0.0  # probability that a batch is mixed; 0 = no mixing
-    config.mix.switch_prob = 0.5  # with both alphas > 0: probability of CutMix over Mixup
-    config.label_smoothing = 0.0
 
     # Bookkeeping.
     config.log_every_steps = 50

@@ -21,10 +21,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from configs import common  # noqa: E402
 from vit_locality.data import files  # noqa: E402
 from vit_locality.data.augment import make_train_augment  # noqa: E402
 from vit_locality.data.autoaugment import (  # noqa: E402
@@ -106,9 +106,9 @@ def main() -> None:
                 for x in images
             ]
         else:
-            augment = make_train_augment(
-                ml_collections.ConfigDict(dict(crop_padding=4, flip=True, **aug))
-            )
+            config = common.get_config("cifar10")
+            config.aug.update(aug)
+            augment = make_train_augment(config)
             rows = [
                 [x]
                 + [augment(tf.constant(x), tf.constant([s, i], tf.int64)).numpy() for s in range(7)]

@@ -47,7 +47,7 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # a plain copy: `python scripts/X.py` puts only scripts/ there
 from vit_locality import flops, process_group, sweep  # noqa: E402
-from vit_locality.data.datasets import DATASETS  # noqa: E402
+from vit_locality.datasets import DATASETS  # noqa: E402
 from vit_locality.plan import steps_per_epoch  # noqa: E402
 from vit_locality.report import write_report  # noqa: E402
 from vit_locality.report.conditions import DATASET_NAMES, group_runs, load_runs  # noqa: E402

@@ -120,10 +120,12 @@ def test_eval_visits_every_example_once(processes):
 
 
 def _baseline_aug(**overrides):
+    from configs import common
     from vit_locality.data.augment import make_train_augment
 
-    aug = dict(crop_padding=4, flip=True, autoaugment=False, color_jitter=0.0) | overrides
-    return make_train_augment(ml_collections.ConfigDict(aug))
+    config = common.get_config("cifar10")
+    config.aug.update(overrides)
+    return make_train_augment(config)
 
 
 def _batches(images, labels, **kwargs):
@@ -216,12 +218,13 @@ def test_the_tensorflow_input_path_writes_nothing_to_stderr():
     """TensorFlow prints two lines at import on CPUs with AVX512_BF16 (oneDNN's custom operations)
     unless the package has set its environment first; errors must stay one line on any CPU."""
     script = (
-        "import ml_collections, numpy as np\n"
+        "import numpy as np\n"
+        "from configs import common\n"
         "from vit_locality.data.augment import make_train_augment\n"
-        "aug = ml_collections.ConfigDict(\n"
-        "    dict(crop_padding=4, flip=True, autoaugment=True, color_jitter=0.4))\n"
+        "config = common.experiment('cifar10', 'modern', None)\n"
+        "config.aug.color_jitter = 0.4\n"
         "image = np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3)\n"
-        "out = make_train_augment(aug)(image, np.array([0, 1], np.int64))\n"
+        "out = make_train_augment(config)(image, np.array([0, 1], np.int64))\n"
         "print(out.shape, out.dtype.name)\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}

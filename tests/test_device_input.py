@@ -4,13 +4,19 @@ crops are windows of the zero-padded image, and the output is sharded over the m
 import jax
 import numpy as np
 
-from vit_locality.data.device_input import AugSpec, device_train_batches
+from vit_locality.augment.on_device import pad_crop_flip
+from vit_locality.data.device_input import device_train_batches
 from vit_locality.parallel import sharding
+
+
+def crop_flip(padding: int, flip: bool):
+    """The crop-and-flip component's device form as its one op (stream 0)."""
+    return [(0, lambda key, image: pad_crop_flip(key, image, padding, flip))]
 
 
 def _batches(images, labels, mesh, **kwargs):
     defaults = dict(
-        mesh=mesh, global_batch_size=8, start_step=0, total_steps=6, seed=0, aug=AugSpec(2, True)
+        mesh=mesh, global_batch_size=8, start_step=0, total_steps=6, seed=0, ops=crop_flip(2, True)
     )
     return [jax.device_get(b) for b in device_train_batches(images, labels, **(defaults | kwargs))]
 
@@ -52,7 +58,7 @@ def test_batches_are_sharded_over_the_mesh():
             start_step=0,
             total_steps=1,
             seed=0,
-            aug=AugSpec(0, False),
+            ops=[],
         )
     )
     assert batch["image"].sharding.spec[0] == "data"

@@ -9,8 +9,9 @@ import optax
 import pytest
 from flax import linen as nn
 
+from configs import common
 from vit_locality import step, train_state
-from vit_locality.augment import mixing
+from vit_locality.augment import registry
 from vit_locality.augment.erasing import ErasingSpec, random_erasing
 from vit_locality.predict import Predictor
 
@@ -103,19 +104,19 @@ def test_train_step_erases_with_its_own_key_leaving_mixing_draws_alone():
     images = np.random.default_rng(0).integers(0, 256, (8, 8, 8, 3), dtype=np.uint8)
     batch = {"image": jnp.asarray(images), "label": jnp.arange(8)}
 
-    def metrics(erasing):
+    def metrics(erasing: float):
+        config = common.get_config("cifar10")
+        config.mix.cutmix_alpha, config.mix.prob = 1.0, 1.0
+        config.aug.random_erasing, config.aug.random_erasing_mode = erasing, "const"
         train_step = step.make_train_step(
             Predictor(model, (0.5,) * 3, (0.25,) * 3),
             num_classes=10,
-            mix=mixing.MixSpec(cutmix_alpha=1.0, prob=1.0),
-            label_smoothing=0.0,
-            num_shards=1,
+            protocol_ops=registry.step_ops(config, num_shards=1),
             seed=0,
             schedule=schedule,
-            erasing=erasing,
         )
         return jax.jit(train_step)(state, batch)[1]
 
-    off, on = metrics(None), metrics(ErasingSpec(1.0, "const"))
+    off, on = metrics(0.0), metrics(1.0)
     assert on["lam"] == off["lam"]  # CutMix drew the same box
     assert on["loss"] != off["loss"]  # but the images were erased

@@ -11,7 +11,7 @@ import pytest
 from vit_locality import train
 from vit_locality.cli import load_config
 from vit_locality.errors import ConfigError, UserError
-from vit_locality.evaluators import evaluator_options, locality_num_images, period_steps
+from vit_locality.evaluator_options import evaluator_options, locality_num_images, period_steps
 from vit_locality.plan import StepPlan
 from vit_locality.report import write_report
 from vit_locality.validation import validate_config

@@ -36,3 +36,31 @@ def test_every_module_the_code_map_names_exists():
         f for f in folders if not any((REPO_ROOT / d / f).is_dir() for d in (".", *CODE_DIRS))
     }
     assert not missing, f"the README's Layout names missing folders: {missing}"
+
+
+LOWER_LAYERS = {  # package -> what it must not import (the layers above it)
+    "vit_locality/workdir": ("vit_locality.evaluators", "vit_locality.train_state"),
+    "vit_locality/models": ("vit_locality.data",),
+    "vit_locality/augment": ("vit_locality.train", "vit_locality.step", "vit_locality.evaluators"),
+}
+
+
+def test_no_lower_layer_imports_upward():
+    import ast
+
+    upward = []
+    for package, forbidden in LOWER_LAYERS.items():
+        for path in sorted((REPO_ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                elif isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                else:
+                    continue
+                upward += [
+                    f"{path.relative_to(REPO_ROOT)} imports {name}"
+                    for name in names
+                    if any(name == f or name.startswith(f + ".") for f in forbidden)
+                ]
+    assert not upward

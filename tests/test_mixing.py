@@ -10,6 +10,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec
 
 from vit_locality.augment import mixing
+from vit_locality.augment.label_smoothing import smooth_labels
 from vit_locality.parallel import sharding
 
 CUTMIX = mixing.MixSpec(cutmix_alpha=1.0, prob=1.0)
@@ -47,7 +48,7 @@ def mix(rng, images, targets, spec, num_shards=1):
 
 
 def test_smooth_labels_masses():
-    t = mixing.smooth_labels(jnp.array([3, 0]), 10, 0.1)
+    t = smooth_labels(jnp.array([3, 0]), 10, 0.1)
     np.testing.assert_allclose(t.sum(-1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(t[0, 3], 0.9 + 0.01, rtol=1e-6)
     np.testing.assert_allclose(t[0, 0], 0.01, rtol=1e-6)
@@ -58,7 +59,7 @@ def test_cutmix_pixels_box_and_lam(seed):
     images = distinct_images()
     partner = images[::-1]
     labels = jnp.arange(8) % 10
-    targets = mixing.smooth_labels(labels, 10, 0.1)
+    targets = smooth_labels(labels, 10, 0.1)
     out, t, info = mix(jax.random.key(seed), images, targets, CUTMIX)
     from_self = np.asarray(out == images).all(-1)
     from_partner = np.asarray(out == partner).all(-1)
@@ -82,7 +83,7 @@ def test_cutmix_pixels_box_and_lam(seed):
 
 def test_prob_zero_is_identity():
     images = distinct_images()
-    targets = mixing.smooth_labels(jnp.arange(8), 10, 0.0)
+    targets = smooth_labels(jnp.arange(8), 10, 0.0)
     for spec in (mixing.MixSpec(cutmix_alpha=1.0, prob=0.0), mixing.MixSpec()):
         out, t, info = mix(jax.random.key(0), images, targets, spec)
         np.testing.assert_array_equal(out, images)
@@ -91,7 +92,7 @@ def test_prob_zero_is_identity():
 
 
 def test_prob_is_the_fraction_of_mixed_batches():
-    images, targets = distinct_images(4, 8), mixing.smooth_labels(jnp.arange(4), 10, 0.0)
+    images, targets = distinct_images(4, 8), smooth_labels(jnp.arange(4), 10, 0.0)
     spec = mixing.MixSpec(cutmix_alpha=1.0, prob=0.3)
     keys = jax.random.split(jax.random.key(0), 4000)
     mixed = jax.vmap(lambda k: mix(k, images, targets, spec)[2]["mixed"])(keys)
@@ -148,7 +149,7 @@ def test_cutmix_mean_pasted_area_is_timms():
 
 def test_mixup_blends_with_partner():
     images = distinct_images()
-    targets = mixing.smooth_labels(jnp.arange(8), 10, 0.0)
+    targets = smooth_labels(jnp.arange(8), 10, 0.0)
     out, t, info = mix(jax.random.key(3), images, targets, MIXUP)
     lam = float(info["lam"])
     assert 0.0 < lam < 1.0 and float(info["cutmix"]) == 0.0
@@ -157,7 +158,7 @@ def test_mixup_blends_with_partner():
 
 
 def test_switch_prob_chooses_cutmix():
-    images, targets = distinct_images(4, 8), mixing.smooth_labels(jnp.arange(4), 10, 0.0)
+    images, targets = distinct_images(4, 8), smooth_labels(jnp.arange(4), 10, 0.0)
     spec = mixing.MixSpec(cutmix_alpha=1.0, mixup_alpha=1.0, prob=1.0, switch_prob=0.25)
     keys = jax.random.split(jax.random.key(0), 4000)
     used = jax.vmap(lambda k: mix(k, images, targets, spec)[2]["cutmix"])(keys)
@@ -166,7 +167,7 @@ def test_switch_prob_chooses_cutmix():
 
 def test_jit_equals_eager():
     images = distinct_images()
-    targets = mixing.smooth_labels(jnp.arange(8), 10, 0.1)
+    targets = smooth_labels(jnp.arange(8), 10, 0.1)
     for spec in (CUTMIX, MIXUP):
         eager = mixing.mix_batch(jax.random.key(5), images, targets, spec, 1)
         jitted = mix(jax.random.key(5), images, targets, spec)
@@ -178,7 +179,7 @@ def test_eight_devices_pair_within_each_shard():
     """Sharded over 8 devices, each shard is mixed as one device would mix it alone."""
     mesh = sharding.make_mesh(8)
     images = distinct_images(32, 8)
-    targets = mixing.smooth_labels(jnp.arange(32) % 10, 10, 0.1)
+    targets = smooth_labels(jnp.arange(32) % 10, 10, 0.1)
     spec = mixing.MixSpec(cutmix_alpha=1.0, mixup_alpha=1.0, prob=1.0)
     batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
     for seed in range(4):

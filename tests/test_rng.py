@@ -5,20 +5,21 @@ import jax
 import numpy as np
 
 from vit_locality import rng
+from vit_locality.augment import registry
 
 
 def test_no_two_streams_share_a_key():
     seed, counters = 0, range(64)
     keys = {"init": [rng.init_key(seed)]}
+    streams = {c.name: c.stream for c in registry.components() if c.stage == "step"}
+    assert streams == {"random_erasing": 1, "label_smoothing": 2, "cutmix": 0, "mixup": 0}
+    step_key = {name: lambda s, i=i: jax.random.fold_in(rng.step_key(seed, s), i)
+                for name, i in (("mix", 0), ("erase", 1))}  # fmt: skip
     for name in ("mix", "erase"):
-        keys[name] = [rng.step_keys(seed, s)[name] for s in counters]
+        keys[name] = [step_key[name](s) for s in counters]
     # mixing's own draws (apply, switch, CutMix lam, Mixup lam, box) and erasing's per-image keys
-    keys["mix/split"] = [
-        k for s in counters for k in jax.random.split(rng.step_keys(seed, s)["mix"], 5)
-    ]
-    keys["erase/split"] = [
-        k for s in counters for k in jax.random.split(rng.step_keys(seed, s)["erase"], 8)
-    ]
+    keys["mix/split"] = [k for s in counters for k in jax.random.split(step_key["mix"](s), 5)]
+    keys["erase/split"] = [k for s in counters for k in jax.random.split(step_key["erase"](s), 8)]
     keys["order"] = [rng.permutation_key(seed, e) for e in counters]
     keys["augment"] = [rng.augment_key(seed, p) for p in counters]
     data = {
@@ -32,6 +33,6 @@ def test_no_two_streams_share_a_key():
 
 def test_streams_depend_on_the_seed():
     assert not np.array_equal(
-        jax.random.key_data(rng.step_keys(0, 5)["mix"]),
-        jax.random.key_data(rng.step_keys(1, 5)["mix"]),
+        jax.random.key_data(rng.step_key(0, 5)),
+        jax.random.key_data(rng.step_key(1, 5)),
     )

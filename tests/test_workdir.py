@@ -17,7 +17,7 @@ from vit_locality.analysis.results import (
     write_training_curves,
 )
 from vit_locality.errors import UserError
-from vit_locality.evaluators import period_steps
+from vit_locality.evaluator_options import period_steps
 from vit_locality.plan import StepPlan
 from vit_locality.report import write_report
 from vit_locality.validation import check_workdir

@@ -24,12 +24,12 @@ from vit_locality.analysis.results import analyze_and_write, format_table, write
 from vit_locality.cli import fail, parse_flags
 from vit_locality.data.sources import load_split
 from vit_locality.errors import UserError
-from vit_locality.evaluators import locality_num_images
+from vit_locality.evaluator_options import locality_num_images
 from vit_locality.external.analyze import analyze_checkpoint
 from vit_locality.parallel import sharding
 from vit_locality.predict import Predictor
+from vit_locality.restore import restore_params
 from vit_locality.workdir import RunDir
-from vit_locality.workdir.restore import restore_params
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (holds config.json, checkpoints/).")
 _CHECKPOINT = flags.DEFINE_string(

@@ -3,7 +3,9 @@ ever draw the same numbers, and each a function of a counter (step, epoch, strea
 a resumed run draws exactly what an uninterrupted one would.
 
     params   init_key(seed)                  parameter initialization
-    step     step_keys(seed, step)           per train step: "mix" (CutMix/Mixup), "erase"
+    step     step_key(seed, step)            per train step; each "step" component of the
+                                             protocol folds in its stream (CutMix/Mixup 0,
+                                             erasing 1: vit_locality.augment.registry)
     order    permutation_key(seed, epoch)    on-device input: the order of an epoch's examples
     augment  augment_key(seed, position)     on-device input: crop/flip of one stream position
 
@@ -15,7 +17,6 @@ from __future__ import annotations
 import jax
 
 _PARAMS, _STEP, _ORDER, _AUGMENT = range(4)  # streams under key(seed)
-_MIX, _ERASE = range(2)  # sub-streams of each step's key
 
 
 def _stream(seed: int, stream: int) -> jax.Array:
@@ -26,10 +27,9 @@ def init_key(seed: int) -> jax.Array:
     return _stream(seed, _PARAMS)
 
 
-def step_keys(seed: int, step: jax.Array | int) -> dict[str, jax.Array]:
-    """{"mix": ..., "erase": ...}: the keys of train step `step`."""
-    rng = jax.random.fold_in(_stream(seed, _STEP), step)
-    return {"mix": jax.random.fold_in(rng, _MIX), "erase": jax.random.fold_in(rng, _ERASE)}
+def step_key(seed: int, step: jax.Array | int) -> jax.Array:
+    """The key of train step `step`; its components fold in their streams."""
+    return jax.random.fold_in(_stream(seed, _STEP), step)
 
 
 def permutation_key(seed: int, epoch: jax.Array | int) -> jax.Array:

@@ -1,9 +1,10 @@
 """The train and eval steps, pure functions of (state or params, batch); no TensorFlow needed.
 
 The train step receives uint8 images straight from the input pipeline and does, on the device:
-normalization, random erasing, label smoothing, CutMix/Mixup, forward, backward and the AdamW
-update. Its randomness is `rng.step_keys(seed, step)`, a function of the step alone, so a resumed
-run draws exactly what an uninterrupted one would.
+normalization, the protocol's "step" components (`vit_locality.augment.registry.step_ops`:
+random erasing, label smoothing, CutMix/Mixup, in that order), forward, backward and the AdamW
+update. Its randomness is `rng.step_key(seed, step)`, a function of the step alone (each component
+folds in its stream), so a resumed run draws exactly what an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import optax
 from jax.sharding import Mesh
 
 from vit_locality import rng
-from vit_locality.augment import erasing as erasing_lib
-from vit_locality.augment import mixing
+from vit_locality.augment import registry
 from vit_locality.parallel import sharding
 from vit_locality.predict import Predictor, normalize
 from vit_locality.train_state import TrainState
@@ -32,26 +32,24 @@ def make_train_step(
     predictor: Predictor,
     *,
     num_classes: int,
-    mix: mixing.MixSpec,
-    label_smoothing: float,
-    num_shards: int,
+    protocol_ops: list[tuple[int, registry.StepOp]],
     seed: int,
     schedule: optax.Schedule,
-    erasing: erasing_lib.ErasingSpec | None = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
     """The (unjitted) step: `(state, {"image": uint8 [B,H,W,C], "label": int [B]}) ->
     (state, {"loss", "grad_norm", "lr", "lam"})`; `loss` is the mean over the batch of the soft-
-    target cross-entropy, `lr` the rate the update used. `erasing` (None = off) erases boxes of
-    the normalized images before mixing, with its own key, so mixing draws the same numbers with
-    erasing on or off."""
+    target cross-entropy, `lr` the rate the update used, `lam` mixing's (1 unmixed).
+    `protocol_ops`: (stream, op) of the "step" components, applied in order to the normalized
+    images and the one-hot targets, each with the step's key folded with its stream."""
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
-        keys = rng.step_keys(seed, state.step)
+        key = rng.step_key(seed, state.step)
         images = normalize(batch["image"], predictor.mean, predictor.std)
-        if erasing is not None:
-            images = erasing_lib.random_erasing(keys["erase"], images, erasing)
-        targets = mixing.smooth_labels(batch["label"], num_classes, label_smoothing)
-        images, targets, mix_info = mixing.mix_batch(keys["mix"], images, targets, mix, num_shards)
+        targets = jax.nn.one_hot(batch["label"], num_classes, dtype=jnp.float32)
+        info: dict[str, jax.Array] = {}
+        for stream, op in protocol_ops:
+            images, targets, extra = op(jax.random.fold_in(key, stream), images, targets)
+            info.update(extra)
 
         def loss_fn(params: Any) -> jax.Array:
             logits, _ = predictor.model.apply({"params": params}, images)
@@ -62,7 +60,7 @@ def make_train_step(
             "loss": loss,
             "grad_norm": optax.tree.norm(grads),
             "lr": schedule(state.step),
-            "lam": mix_info["lam"],
+            "lam": info.get("lam", jnp.float32(1.0)),
         }
         return state.apply_gradients(grads=grads), metrics
 
@@ -95,21 +93,16 @@ def jit_train_step(
     schedule: optax.Schedule,
     mesh: Mesh,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
-    """`make_train_step` with `config`'s protocol (mixing, label smoothing, erasing), jitted over
-    `mesh` with the state donated and replicated, batches sharded along their first axis."""
+    """`make_train_step` with `config`'s protocol, jitted over `mesh` with the state donated
+    and replicated, batches sharded along their first axis (mixing pairs within each shard)."""
     replicated = sharding.replicated(mesh)
     return jax.jit(
         make_train_step(
             predictor,
             num_classes=predictor.model.num_classes,
-            mix=mixing.MixSpec(**config.mix.to_dict()),
-            label_smoothing=config.label_smoothing,
-            num_shards=mesh.size,
+            protocol_ops=registry.step_ops(config, mesh.size),
             seed=config.seed,
             schedule=schedule,
-            erasing=erasing_lib.ErasingSpec(
-                config.aug.random_erasing, config.aug.random_erasing_mode
-            ),
         ),
         donate_argnums=(0,),
         out_shardings=(replicated, replicated),

@@ -26,7 +26,8 @@ import numpy as np
 from vit_locality import step, train_state
 from vit_locality.data.sources import load_split
 from vit_locality.errors import UserError
-from vit_locality.evaluators import ROW_KEYS, Context, Evaluator, build_evaluators
+from vit_locality.evaluator_options import ROW_KEYS
+from vit_locality.evaluators import Context, Evaluator, build_evaluators
 from vit_locality.models import build_model
 from vit_locality.parallel import multihost, sharding
 from vit_locality.plan import StepPlan
@@ -157,10 +158,11 @@ def _train_input(
         seed=config.seed,
     )
     if config.data.on_device:
-        from vit_locality.data.device_input import AugSpec, device_train_batches
+        from vit_locality.augment import registry
+        from vit_locality.data.device_input import device_train_batches
 
         return device_train_batches(
-            images, labels, mesh=mesh, aug=AugSpec.from_config(config.aug), **order
+            images, labels, mesh=mesh, ops=registry.device_image_ops(config), **order
         )
     from vit_locality.data.augment import make_train_augment  # TensorFlow from here on
     from vit_locality.data.train_input import train_batches
@@ -168,7 +170,7 @@ def _train_input(
     host_batches = train_batches(
         images,
         labels,
-        augment=make_train_augment(config.aug),
+        augment=make_train_augment(config),
         **order,
         process_index=jax.process_index(),
         process_count=jax.process_count(),

@@ -19,7 +19,7 @@ from jax.sharding import Mesh
 
 from vit_locality import rng
 from vit_locality.config_fields import SAVED_BEFORE, get_field
-from vit_locality.data.datasets import DATASETS
+from vit_locality.datasets import DATASETS
 from vit_locality.parallel import sharding
 from vit_locality.plan import SCHEDULES, StepPlan
 

@@ -7,12 +7,17 @@
   without label mixing.
 - `cutmix_a{0.25,0.5,2}`: CutMix's Beta(a, a), which sets the box size (alpha 1 is `cutmix`).
 - `cutmix_p{0.25,0.5}`: the share of CutMix batches (1 is `cutmix`).
+- `randaugment`, `trivialaugment`: torchvision's RandAugment (2 ops, magnitude 9) and
+  TrivialAugmentWide in place of AutoAugment: does any strong per-image policy move early heads?
+- `resizemix` (every batch): ResizeMix pastes the partner whole, shrunk, into a box: label mixing
+  with a partial host image but a complete partner, between CutMix and Mixup.
 
     python -m vit_locality.sweep configs/sweeps/controls.py --root=runs/controls [--seeds=3]
     python -m vit_locality.report runs/controls --out=runs/controls/report
 
 If CutMix's locality comes from the partial regions, erasing moves the first-layer minimum MAD
-towards CutMix's and Mixup does not; the paper did not run these.
+towards CutMix's and Mixup does not, and ResizeMix sits with CutMix; if it comes from any strong
+augmentation, RandAugment and TrivialAugmentWide move it too. The paper did not run these.
 """
 
 SEEDS = 1
@@ -40,5 +45,10 @@ def get_sweep() -> list[dict]:
     runs += [
         dict(name=f"cutmix_p{prob}", config=CUTMIX, overrides={"mix.prob": prob})
         for prob in (0.25, 0.5)
+    ]
+    runs += [  # per-image policies of the same family as AutoAugment, and a region-based mix
+        dict(name="randaugment", config=baseline, overrides={"aug.rand_augment": True}),
+        dict(name="trivialaugment", config=baseline, overrides={"aug.trivial_augment": True}),
+        dict(name="resizemix", config=baseline, overrides={"mix.resizemix_prob": 1.0}),
     ]
     return runs

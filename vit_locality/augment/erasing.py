@@ -1,5 +1,10 @@
 """Random erasing on the device, inside the jitted train step (timm's `RandomErasing`, count 1).
 
+    aug.random_erasing        probability that an image gets a box; 0 = off
+    aug.random_erasing_mode   pixel: N(0, 1) noise per pixel | const: zeros (the mean colour)
+
+In the step (order 10, first, on the normalized images; step stream 1). Condition key `re`.
+
 Semantics, per image and independently across the batch (timm `timm/data/random_erasing.py`):
 
 - With probability `prob` the image gets one erased box, else it passes unchanged.
@@ -24,6 +29,9 @@ import math
 
 import jax
 import jax.numpy as jnp
+
+from vit_locality.augment import registry
+from vit_locality.config_checks import check_choice, check_range
 
 MODES = ("pixel", "const")
 
@@ -110,3 +118,32 @@ def random_erasing(rng: jax.Array, images: jax.Array, spec: ErasingSpec) -> jax.
         raise ValueError(f"random erasing mode {spec.mode!r} unknown; allowed: {MODES}")
     keys = jax.random.split(rng, images.shape[0])
     return jax.vmap(lambda key, image: erase_image(key, image, spec))(keys, images)
+
+
+def _check(config, context: registry.CheckContext) -> None:
+    check_range(config, "aug.random_erasing", 0.0, 1.0, high_open=False)
+    check_choice(config, "aug.random_erasing_mode", MODES)
+
+
+def _step_form(config, num_shards: int):
+    spec = ErasingSpec(config.aug.random_erasing, config.aug.random_erasing_mode)
+    return lambda key, images, targets: (random_erasing(key, images, spec), targets, {})
+
+
+RANDOM_ERASING = registry.register(
+    registry.Component(
+        name="random_erasing",
+        stage="step",
+        fields={"aug.random_erasing": 0.0, "aug.random_erasing_mode": "pixel"},
+        on_fields=("aug.random_erasing",),
+        stream=1,
+        order=10,
+        key="re",
+        row=50,
+        title="Erasing",
+        switch={"aug.random_erasing": 1.0, "aug.random_erasing_mode": "pixel"},
+        settings={"p": "aug.random_erasing", "mode": "aug.random_erasing_mode"},
+        check=_check,
+        step_form=_step_form,
+    )
+)

@@ -1,4 +1,12 @@
-"""CutMix, Mixup and label smoothing on the device, inside the jitted train step.
+"""CutMix and Mixup on the device, inside the jitted train step: two components, one op.
+
+    mix.cutmix_alpha   Beta(a, a) for CutMix's lam; 0 = no CutMix (Modern: 1.0)
+    mix.mixup_alpha    Beta(a, a) for Mixup's lam; 0 = no Mixup
+    mix.prob           probability that a batch is mixed; 0 = no mixing (Modern: 1.0)
+    mix.switch_prob    with both alphas > 0: probability of CutMix over Mixup
+
+In the step (order 30, after label smoothing; step stream 0). Condition keys `cm` and `mu`
+(`cm(a=0.5)`, `cm(p=0.5)` at other values).
 
 Semantics (timm's `Mixup` in "batch" mode, torchvision v2's CutMix box law; docs/augmentation.md):
 
@@ -23,6 +31,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from vit_locality.augment import registry
+from vit_locality.config_checks import check_range, fail
+
 
 @dataclasses.dataclass(frozen=True)
 class MixSpec:
@@ -36,12 +47,6 @@ class MixSpec:
     @property
     def enabled(self) -> bool:
         return self.prob > 0 and (self.cutmix_alpha > 0 or self.mixup_alpha > 0)
-
-
-def smooth_labels(labels: jax.Array, num_classes: int, eps: float) -> jax.Array:
-    """int labels [B] -> float32 targets [B, K]: (1 - eps) * onehot + eps / K."""
-    onehot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
-    return onehot * (1.0 - eps) + eps / num_classes
 
 
 def reverse_within_shards(x: jax.Array, num_shards: int) -> jax.Array:
@@ -141,3 +146,69 @@ def mix_batch(
         "cutmix": (apply & use_cutmix).astype(jnp.float32),
     }
     return images, targets, info
+
+
+def _check(config, context: registry.CheckContext) -> None:
+    check_range(config, "mix.prob", 0.0, 1.0, high_open=False)
+    check_range(config, "mix.switch_prob", 0.0, 1.0, high_open=False)
+    for field in ("mix.cutmix_alpha", "mix.mixup_alpha"):
+        check_range(config, field, 0.0, float("inf"), high_open=True)
+    mix = config.mix
+    if mix.prob > 0 and mix.cutmix_alpha == 0 and mix.mixup_alpha == 0:
+        fail("mix.prob", mix.prob, "0 when mix.cutmix_alpha and mix.mixup_alpha are 0")
+    # Mixing partners are each device's shard reversed: an odd or 1-image shard pairs an image
+    # with itself.
+    devices = context.num_devices
+    per_device = config.batch_size // devices
+    if mix.prob > 0 and (per_device < 2 or per_device % 2):
+        fail(
+            "batch_size",
+            config.batch_size,
+            f"with mixing on (mix.prob > 0), an even number of at least 2 images per device: "
+            f"a multiple of {2 * devices} for the {devices} devices",
+        )
+
+
+def _step_form(config, num_shards: int):
+    spec = MixSpec(**{f.name: config.mix[f.name] for f in dataclasses.fields(MixSpec)})
+
+    def mix(key, images, targets):
+        return mix_batch(key, images, targets, spec, num_shards)
+
+    return mix
+
+
+_FIELDS = {"mix.cutmix_alpha": 0.0, "mix.mixup_alpha": 0.0, "mix.prob": 0.0, "mix.switch_prob": 0.5}
+CUTMIX = registry.register(
+    registry.Component(
+        name="cutmix",
+        stage="step",
+        fields=_FIELDS,
+        on_fields=("mix.cutmix_alpha", "mix.prob"),
+        stream=0,
+        order=30,
+        key="cm",
+        row=30,
+        title="CutMix",
+        switch={"mix.cutmix_alpha": 1.0, "mix.prob": 1.0},
+        settings={"a": "mix.cutmix_alpha", "p": "mix.prob"},
+        check=_check,
+        step_form=_step_form,
+    )
+)
+MIXUP = registry.register(
+    registry.Component(
+        name="mixup",
+        stage="step",
+        fields=_FIELDS,
+        on_fields=("mix.mixup_alpha", "mix.prob"),
+        stream=0,
+        order=30,
+        key="mu",
+        row=40,
+        title="Mixup",
+        switch={"mix.mixup_alpha": 0.8, "mix.prob": 1.0},  # timm's alpha
+        settings={"a": "mix.mixup_alpha", "p": "mix.prob"},
+        step_form=_step_form,
+    )
+)

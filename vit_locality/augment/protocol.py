@@ -1,14 +1,17 @@
-"""The training protocol's components, in one table: the configs switch them on from it
-(`switch_on`, `set_protocol`), the CIFAR-100 ablation config picks its subsets from it, and the
-report names a run's condition from its config with it (`components_of`, `condition_name`).
+"""The protocols and the condition names, from the components of `registry`: the configs switch
+components on (`switch_on`, `set_protocol`), the CIFAR-100 ablation config picks its subsets by
+name, and the report names a run's condition from its config (`components_of`,
+`condition_name`).
+
+Today's components that conditions name (each module of `vit_locality.augment` says its fields):
 
     key  name             title        on when                  switched on with
     aa   autoaugment      AutoAugment  aug.autoaugment          True (CIFAR-10 policy)
     cj   color_jitter     ColorJitter  aug.color_jitter > 0     0.4
-    cm   cutmix           CutMix       mix.cutmix_alpha > 0     alpha 1.0, mix.prob 1.0
-    mu   mixup            Mixup        mix.mixup_alpha > 0      alpha 0.8 (timm's), mix.prob 1.0
     re   random_erasing   Erasing      aug.random_erasing > 0   probability 1.0, pixel noise
     ls   label_smoothing  Label sm.    label_smoothing > 0      0.1
+    cm   cutmix           CutMix       mix.cutmix_alpha > 0     alpha 1.0, mix.prob 1.0
+    mu   mixup            Mixup        mix.mixup_alpha > 0      alpha 0.8 (timm's), mix.prob 1.0
 
 (CutMix and Mixup are on only while `mix.prob > 0` too.) Modern is `aa+cm+ls` on datasets with an
 AutoAugment policy and `cj+cm+ls` on Tiny-ImageNet; Baseline is none of them.
@@ -16,70 +19,16 @@ AutoAugment policy and `cj+cm+ls` on Tiny-ImageNet; Baseline is none of them.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
 
+from vit_locality.augment import registry
 from vit_locality.config_fields import get_field
-from vit_locality.data.datasets import DATASETS
+from vit_locality.datasets import DATASETS
 
 PROTOCOLS = ("baseline", "modern")
-
-
-@dataclasses.dataclass(frozen=True)
-class Component:
-    """One switch of the protocol.
-
-    Attributes:
-      key: its short name in condition names ("cm").
-      name: its long name, the CIFAR-100 ablation config's argument ("cutmix").
-      title: a table column title.
-      switch: config field -> the value that switching the component on sets.
-      on_fields: the fields that must all be > 0 (or True) for the component to be on.
-      settings: short name -> config field, shown in a condition name where the value differs
-        from `switch`'s ("cm(a=0.5)").
-    """
-
-    key: str
-    name: str
-    title: str
-    switch: dict[str, Any]
-    on_fields: tuple[str, ...]
-    settings: dict[str, str] = dataclasses.field(default_factory=dict)
-
-    def is_on(self, config: Mapping[str, Any]) -> bool:
-        return all(get_field(config, field, 0) > 0 for field in self.on_fields)
-
-    def settings_of(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        return {short: get_field(config, field, None) for short, field in self.settings.items()}
-
-    def usual_settings(self) -> dict[str, Any]:
-        return {short: self.switch[field] for short, field in self.settings.items()}
-
-
-_CUTMIX = {"mix.cutmix_alpha": 1.0, "mix.prob": 1.0}
-_MIXUP = {"mix.mixup_alpha": 0.8, "mix.prob": 1.0}
-_ERASING = {"aug.random_erasing": 1.0, "aug.random_erasing_mode": "pixel"}
-COMPONENTS = {
-    c.key: c
-    for c in (
-        Component("aa", "autoaugment", "AutoAugment", {"aug.autoaugment": True},
-                  ("aug.autoaugment",)),
-        Component("cj", "color_jitter", "ColorJitter", {"aug.color_jitter": 0.4},
-                  ("aug.color_jitter",), {"s": "aug.color_jitter"}),
-        Component("cm", "cutmix", "CutMix", _CUTMIX, ("mix.cutmix_alpha", "mix.prob"),
-                  {"a": "mix.cutmix_alpha", "p": "mix.prob"}),
-        Component("mu", "mixup", "Mixup", _MIXUP, ("mix.mixup_alpha", "mix.prob"),
-                  {"a": "mix.mixup_alpha", "p": "mix.prob"}),
-        Component("re", "random_erasing", "Erasing", _ERASING, ("aug.random_erasing",),
-                  {"p": "aug.random_erasing", "mode": "aug.random_erasing_mode"}),
-        Component("ls", "label_smoothing", "Label sm.", {"label_smoothing": 0.1},
-                  ("label_smoothing",), {"eps": "label_smoothing"}),
-    )
-}  # fmt: skip
-BY_NAME = {c.name: c for c in COMPONENTS.values()}
 
 
 def modern_components(dataset: str) -> tuple[str, ...]:
@@ -89,13 +38,8 @@ def modern_components(dataset: str) -> tuple[str, ...]:
 
 
 def switch_on(config: ml_collections.ConfigDict, key: str) -> None:
-    """Sets the fields of component `key` to the values in the table."""
-    for field, value in COMPONENTS[key].switch.items():
-        *groups, leaf = field.split(".")
-        target = config
-        for group in groups:
-            target = target[group]
-        target[leaf] = value
+    """Sets the fields of the component with condition key `key` to its `switch` values."""
+    registry.set_fields(config, registry.by_key()[key].switch)
 
 
 def set_protocol(config: ml_collections.ConfigDict, protocol: str) -> ml_collections.ConfigDict:
@@ -113,7 +57,7 @@ def set_protocol(config: ml_collections.ConfigDict, protocol: str) -> ml_collect
 def components_of(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The components `config` (a ConfigDict or config.json's dict) has on, key -> settings;
     Mixup beside CutMix also records `switch` (mix.switch_prob)."""
-    found = {k: c.settings_of(config) for k, c in COMPONENTS.items() if c.is_on(config)}
+    found = {k: c.settings_of(config) for k, c in registry.by_key().items() if c.is_on(config)}
     if "cm" in found and "mu" in found:
         found["mu"]["switch"] = get_field(config, "mix.switch_prob", 0.5)
     return found
@@ -124,7 +68,7 @@ def condition_name(found: Mapping[str, Mapping[str, Any]], dataset: str) -> str:
     brackets: `cm(a=0.5)+ls`."""
     parts = []
     for key, settings in found.items():
-        usual = COMPONENTS[key].usual_settings()
+        usual = registry.by_key()[key].usual_settings()
         extra = [
             f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
             for k, v in settings.items()

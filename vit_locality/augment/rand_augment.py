@@ -26,6 +26,11 @@ JAX: per image uint8 `[H, W, C]` (C = 1 or 3) and a PRNG key (`rand_augment`,
 `trivial_augment`), and on a batch with one key per image (`*_batch`, a `jax.vmap`); jit-able.
 Only the random draws differ from the tf.data forms (JAX keys against TensorFlow's stateless
 seeds); the same decisions give the same pixels (tests/test_rand_augment.py). No TensorFlow.
+
+Two components of the protocol, per image after crop and flip:
+
+    aug.rand_augment      True: RandAugment (stream 3), condition key `ra`
+    aug.trivial_augment   True: TrivialAugmentWide (stream 4), condition key `ta`
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vit_locality.augment import on_device
+from vit_locality.augment import on_device, registry
 from vit_locality.augment.autoaugment_policy import OpSpec, magnitude, op_spec
 
 OPS: tuple[str, ...] = (
@@ -216,3 +221,50 @@ def rand_augment_batch(images: jax.Array, keys: jax.Array, **options) -> jax.Arr
 def trivial_augment_batch(images: jax.Array, keys: jax.Array, **options) -> jax.Array:
     """`trivial_augment` on uint8 `[B, H, W, C]` with one key per image (`keys` `[B]`)."""
     return jax.vmap(lambda image, key: trivial_augment(image, key, **options))(images, keys)
+
+
+# ---------------------------------------------------------------- the two components
+
+
+def _tf_rand_augment(config):
+    from vit_locality.data.rand_augment import rand_augment as tf_rand_augment
+
+    return tf_rand_augment
+
+
+def _tf_trivial_augment(config):
+    from vit_locality.data.rand_augment import trivial_augment as tf_trivial_augment
+
+    return tf_trivial_augment
+
+
+RAND_AUGMENT = registry.register(
+    registry.Component(
+        name="rand_augment",
+        stage="image",
+        fields={"aug.rand_augment": False},  # True: RandAugment(num_ops=2, magnitude=9), 31 bins
+        on_fields=("aug.rand_augment",),
+        stream=3,
+        key="ra",
+        row=12,
+        title="RandAugment",
+        switch={"aug.rand_augment": True},
+        tf_form=_tf_rand_augment,
+        device_form=lambda config: lambda key, image: rand_augment(image, key),
+    )
+)
+TRIVIAL_AUGMENT = registry.register(
+    registry.Component(
+        name="trivial_augment",
+        stage="image",
+        fields={"aug.trivial_augment": False},  # True: TrivialAugmentWide, 31 bins
+        on_fields=("aug.trivial_augment",),
+        stream=4,
+        key="ta",
+        row=14,
+        title="TrivialAug.",
+        switch={"aug.trivial_augment": True},
+        tf_form=_tf_trivial_augment,
+        device_form=lambda config: lambda key, image: trivial_augment(image, key),
+    )
+)

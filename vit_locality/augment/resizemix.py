@@ -23,6 +23,9 @@ Semantics are the authors' code (github.com/JayQine/ResizeMix: `run_apis/trainer
 Unlike CutMix, the partner is not cropped but shown whole, shrunk: its label weight comes with
 the complete object, and only the host image is a partial region. Everything is a gather and a
 select, exact for any dtype; a pure function of the PRNG key.
+
+The component: `mix.resizemix_prob` (0 = off), `mix.resizemix_scale_min/max`; in the step after
+label smoothing (order 35, step stream 3), never with CutMix/Mixup on; condition key `rm`.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from vit_locality.augment import registry
 from vit_locality.augment.mixing import reverse_within_shards
+from vit_locality.config_checks import check_range, fail
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,3 +170,52 @@ def resizemix_batch(
     images = jnp.where(draws.apply, mixed, images)
     targets = lam * targets + (1.0 - lam) * reverse_within_shards(targets, num_shards)
     return images, targets, {"lam": lam, "mixed": draws.apply.astype(jnp.float32)}
+
+
+# ---------------------------------------------------------------- the component
+
+
+def _check(config, context: registry.CheckContext) -> None:
+    check_range(config, "mix.resizemix_prob", 0.0, 1.0, high_open=False)
+    low, high = config.mix.resizemix_scale_min, config.mix.resizemix_scale_max
+    if not 0.0 < low <= high < 1.0:
+        fail("mix.resizemix_scale_min", low, f"0 < it <= mix.resizemix_scale_max={high} < 1")
+    if config.mix.resizemix_prob > 0 and config.mix.prob > 0:
+        fail(
+            "mix.resizemix_prob",
+            config.mix.resizemix_prob,
+            "0 while CutMix/Mixup are on (mix.prob > 0): one mixing at a time, as its authors",
+        )
+    per_device = config.batch_size // context.num_devices
+    if config.mix.resizemix_prob > 0 and (per_device < 2 or per_device % 2):
+        fail("batch_size", config.batch_size, f"with ResizeMix on, an even number of at least 2 "
+             f"images per device: a multiple of {2 * context.num_devices}")  # fmt: skip
+
+
+def _step_form(config, num_shards: int):
+    mix = config.mix
+    spec = ResizeMixSpec(mix.resizemix_prob, mix.resizemix_scale_min, mix.resizemix_scale_max)
+    return lambda key, images, targets: resizemix_batch(key, images, targets, spec, num_shards)
+
+
+RESIZEMIX = registry.register(
+    registry.Component(
+        name="resizemix",
+        stage="step",
+        fields={
+            "mix.resizemix_prob": 0.0,  # probability that a batch is ResizeMixed; 0 = off
+            "mix.resizemix_scale_min": 0.1,  # the scale rate's range (the authors')
+            "mix.resizemix_scale_max": 0.8,
+        },
+        on_fields=("mix.resizemix_prob",),
+        stream=3,
+        order=35,
+        key="rm",
+        row=45,
+        title="ResizeMix",
+        switch={"mix.resizemix_prob": 1.0},
+        settings={"p": "mix.resizemix_prob"},
+        check=_check,
+        step_form=_step_form,
+    )
+)

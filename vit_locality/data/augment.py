@@ -1,9 +1,11 @@
 """Per-example train augmentation in TensorFlow, on uint8 [H, W, C] images with stateless seeds.
 
-Order (docs/augmentation.md): zero-pad by `crop_padding` and random-crop back, random horizontal
-flip, then AutoAugment (CIFAR-10 policy) and/or ColorJitter when enabled. Normalization happens
-on the device, in the train step. Every random choice is drawn from the example's `seed` ([2]
-int64), so an example at a given position of the stream always gets the same augmentation.
+The protocol's "image" components in their order (`vit_locality.augment.registry`; today
+zero-pad by `crop_padding` and random-crop back, random horizontal flip, then AutoAugment and/or
+ColorJitter when enabled; docs/augmentation.md). Normalization happens on the device, in the
+train step. Every random choice is drawn from the example's `seed` ([2] int64): component `i`
+draws from `stateless_split(seed, n)[stream_i]`, so an example at a given position of the stream
+always gets the same augmentation, and adding a component changes no other's draws.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Callable
 
 import ml_collections
 import tensorflow as tf
+
+from vit_locality.augment import registry
 
 Augment = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
@@ -33,21 +37,17 @@ def pad_crop_flip(image: tf.Tensor, seed: tf.Tensor, padding: int, flip: bool) -
     return image
 
 
-def make_train_augment(aug: ml_collections.ConfigDict) -> Augment:
-    """The `config.aug` protocol as one function `(uint8 image [H, W, C], seed [2]) -> uint8`."""
-    autoaugment = color_jitter = None
-    if aug.autoaugment:
-        from vit_locality.data.autoaugment import autoaugment
-    if aug.color_jitter > 0:
-        from vit_locality.data.color_jitter import color_jitter
+def make_train_augment(config: ml_collections.ConfigDict) -> Augment:
+    """The protocol's "image" components that `config` has on, as one function `(uint8 image
+    [H, W, C], seed [2]) -> uint8`, in their order (`vit_locality.augment.registry`); each
+    draws from its stream of the example's seed."""
+    ops = registry.tf_image_ops(config)
+    streams = registry.image_streams()
 
     def augment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        crop_seed, aa_seed, cj_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-        image = pad_crop_flip(image, crop_seed, aug.crop_padding, aug.flip)
-        if autoaugment is not None:
-            image = autoaugment(image, aa_seed)
-        if color_jitter is not None:
-            image = color_jitter(image, aug.color_jitter, cj_seed)
+        seeds = tf.unstack(tf.random.experimental.stateless_split(seed, streams))
+        for stream, op in ops:
+            image = op(image, seeds[stream])
         return image
 
     return augment

@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 
 from vit_locality.data import files
-from vit_locality.data.datasets import DATASETS
+from vit_locality.datasets import DATASETS
 from vit_locality.errors import DataError, first_line
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import jax
 
 from vit_locality.data.eval_input import eval_batches
-from vit_locality.evaluators import Context, period_steps
+from vit_locality.evaluator_options import period_steps
+from vit_locality.evaluators import Context
 from vit_locality.parallel import sharding
 from vit_locality.step import make_eval_step
 

@@ -14,7 +14,8 @@ from vit_locality.analysis.results import (
     locality_scalars,
     write_training_curves,
 )
-from vit_locality.evaluators import Context, period_steps
+from vit_locality.evaluator_options import period_steps
+from vit_locality.evaluators import Context
 
 
 class Locality:

@@ -20,8 +20,8 @@ from PIL import Image
 
 from vit_locality.analysis.attention_pass import ROLLOUT_FUSIONS
 from vit_locality.analysis.results import analyze_and_write
-from vit_locality.data.datasets import DATASETS
 from vit_locality.data.sources import load_split
+from vit_locality.datasets import DATASETS
 from vit_locality.errors import UserError
 from vit_locality.external import load_checkpoint
 from vit_locality.external.preprocess import read_image_folder

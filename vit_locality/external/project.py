@@ -13,10 +13,10 @@ import pathlib
 import jax
 import numpy as np
 
-from vit_locality.data.datasets import DATASETS
+from vit_locality.datasets import DATASETS
 from vit_locality.external.params import Loaded
 from vit_locality.external.preprocess import Preprocessing
-from vit_locality.workdir.restore import restore_params
+from vit_locality.restore import restore_params
 
 
 def load_project(workdir: pathlib.Path) -> Loaded:

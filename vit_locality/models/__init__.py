@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 import ml_collections
 
-from vit_locality.data.datasets import DATASETS
+from vit_locality.datasets import DATASETS
 from vit_locality.models.vit import ViT
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}

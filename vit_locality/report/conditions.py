@@ -16,9 +16,9 @@ from etils import epath
 
 from vit_locality.augment import protocol
 from vit_locality.config_fields import flatten, with_saved_before
-from vit_locality.data.datasets import DATASETS
+from vit_locality.datasets import DATASETS
 from vit_locality.errors import UserError
-from vit_locality.evaluators import SHORT_NAMES, evaluator_options
+from vit_locality.evaluator_options import SHORT_NAMES, evaluator_options
 from vit_locality.workdir import RunDir, is_remote
 
 DATASET_NAMES = {

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from vit_locality.augment import protocol
+from vit_locality.augment import protocol, registry
 from vit_locality.report.conditions import (
     ABLATION,
     DATASET_NAMES,
@@ -137,13 +137,14 @@ def _layer_means(group: Group, key: str, depth: int) -> list[str]:
 
 def conditions_table(dataset: str, groups: list[Group]) -> list[str]:
     """Every condition of a dataset with its components (✓/–); the paper's bounds on CIFAR-100."""
-    keys = list(protocol.COMPONENTS)
+    named = registry.by_key()
+    keys = list(named)
     used = [k for k in keys if any(k in g.components for g in groups)]
     if dataset == "cifar100":
         used = list(dict.fromkeys([*protocol.modern_components(dataset), *used]))
         used.sort(key=keys.index)
     paper = dataset == "cifar100"
-    header = ["condition", *(protocol.COMPONENTS[k].title for k in used), "runs", "top-1 (%)"]
+    header = ["condition", *(named[k].title for k in used), "runs", "top-1 (%)"]
     header += ["min MAD, layer 1", "min MAD, first third"]
     header += ["paper", "agrees"] if paper else []
     rows = []

@@ -28,7 +28,7 @@ import ml_collections
 from etils import epath
 
 from vit_locality.errors import UserError
-from vit_locality.evaluators import ROW_KEYS, evaluator_options
+from vit_locality.evaluator_options import ROW_KEYS, evaluator_options
 from vit_locality.plan import StepPlan
 
 

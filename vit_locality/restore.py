@@ -9,7 +9,7 @@ from typing import Any
 import ml_collections
 
 from vit_locality import train_state
-from vit_locality.data.datasets import DATASETS
+from vit_locality.datasets import DATASETS
 from vit_locality.errors import UserError
 from vit_locality.models import ViT, build_model
 from vit_locality.parallel import sharding
