@@ -270,3 +270,30 @@ def test_the_command_line_on_an_openai_clip_state_dict(tmp_path, capfd):
     assert code == 0, capfd.readouterr().err
     record = json.loads((tmp_path / "out" / "locality.json").read_text())
     assert record["num_prefix_tokens"] == 1 and record["patch_size"] == 8
+
+
+@pytest.mark.parametrize(
+    "fixture,extra,message",
+    [
+        ("timm_clip/model.safetensors", "blocks.0.attn.q_norm.weight",
+         "timm vit_base_patch32_clip_224: needs qk_norm (a LayerNorm on queries and keys) support"),
+        ("timm_clip/model.safetensors", "blocks.1.mlp.fc1_g.weight",
+         "timm vit_base_patch32_clip_224: needs a SwiGLU MLP support"),
+        ("openai_clip/model.safetensors", "visual.transformer.resblocks.0.ln_attn.weight",
+         "CLIP image tower (OpenAI / OpenCLIP layout): needs scale_attn support"),
+    ],
+)  # fmt: skip
+def test_a_part_this_vit_lacks_is_named_as_the_library_names_it(tmp_path, fixture, extra, message):
+    """Weights of an option this ViT does not have: its option's name, not the array's."""
+    from vit_locality.external.arrays import read_safetensors
+
+    folder = tmp_path / "ckpt"
+    source = FIXTURES / fixture
+    shutil.copytree(source.parent, folder)
+    state = read_safetensors(source)
+    state[extra] = np.ones(8, np.float32)
+    write_safetensors(folder / source.name, state)
+    kwargs = {"num_heads": 2} if fixture.startswith("openai") else {}
+    path = folder / source.name if fixture.startswith("openai") else folder
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_checkpoint(path, **kwargs)

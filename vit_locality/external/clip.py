@@ -42,6 +42,15 @@ from vit_locality.external.torchvision_vit import in_proj_attention
 from vit_locality.models import ViT
 
 FAMILY = "CLIP image tower (OpenAI / OpenCLIP layout)"
+FEATURES = {  # a part of OpenCLIP's array names -> the vision_cfg option it comes from
+    ".ln_attn.": "scale_attn",
+    ".mlp.ln.": "scale_fc",
+    ".attn.head_scale": "scale_heads",
+    ".attn.logit_scale": "scaled_cosine_attn",
+    ".attn.ln_inner.": "scale_attn_inner",
+    ".ln_q.": "qk_norm",
+    "attn_pool": "attentional_pool",
+}
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 CONFIG = "open_clip_config.json"
@@ -182,7 +191,7 @@ def _load(
                 params[f"block{i:02d}"][ls.replace("_", "")] = {
                     "scale": arrays.take(f"{block}{ls}.gamma")
                 }
-    arrays.refuse_unread(FAMILY)
+    arrays.refuse_unread(FAMILY, FEATURES)
     size = side * patch
     params_prep = _preprocessing(prep, size)
     name = f"{FAMILY} ({where})"

@@ -75,6 +75,7 @@ def load_hf(folder: pathlib.Path) -> Loaded:
             if not name.startswith("pooler.")
         },
         str(weights),
+        f"Hugging Face {kind}",
     )
     width, heads = config["hidden_size"], config["num_attention_heads"]
     depth = config["num_hidden_layers"]

@@ -117,7 +117,7 @@ def load_hf_tower(folder: pathlib.Path, config: dict) -> Loaded:
         model, params, arrays = _dinov2(Arrays(state, str(weights), source), common, heads)
     else:
         model, params, arrays = _clip_like(state, str(weights), source, layout, common, heads)
-    arrays.refuse_unread(f"Hugging Face {family}")
+    arrays.refuse_unread(f"Hugging Face {family}", {"mlp.weights_in": "a SwiGLU MLP"})
     size = vision["image_size"]
     image_size = (size, size) if isinstance(size, int) else tuple(size)
     preprocessor = folder / "preprocessor_config.json"

@@ -67,6 +67,7 @@ def load_npz(path: pathlib.Path) -> Loaded:
     scanned = "Transformer/encoderblock/LayerNorm_0/scale" in arrays
     big_vision = prefix.startswith("params/") or "pos_embedding" in arrays or scanned
     layout = "big_vision" if big_vision else "vision_transformer"
+    arrays.family = f"{layout} ViT"
     mha, ln2, mlp = LAYOUTS[layout]
 
     patch, _, _, width = arrays.shape("embedding/kernel")

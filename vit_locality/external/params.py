@@ -63,9 +63,17 @@ class Arrays:
         self._read.add(name)
         return array
 
-    def refuse_unread(self, what: str) -> None:
-        """UserError naming the arrays nobody took."""
+    def refuse_unread(self, what: str, features: dict[str, str] | None = None) -> None:
+        """UserError naming the arrays nobody took; where one holds a key of `features` (a part
+        of a name -> the feature such arrays belong to), the error names the feature instead:
+        "`what`: needs `feature` support"."""
         unread = [n for n in self._arrays if n not in self._read]
+        needed = [f for part, f in (features or {}).items() if any(part in n for n in unread)]
+        if needed:
+            raise UserError(
+                f"{self.source}: {what}: needs {' and '.join(needed)} support, which this ViT "
+                "does not have"
+            )
         if unread:
             shown = ", ".join(sorted(unread)[:6]) + (", ..." if len(unread) > 6 else "")
             raise UserError(f"{self.source}: {what} with weights this ViT does not have: {shown}")

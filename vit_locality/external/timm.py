@@ -69,6 +69,15 @@ TANH_GELU = {  # timm's vision_transformer.py models built with act_layer="gelu_
     )
     for pool in ("", "gap_")
 }
+FEATURES = {  # a part of timm's array names -> the VisionTransformer option it comes from
+    ".attn.q_norm.": "qk_norm (a LayerNorm on queries and keys)",
+    ".attn.norm.": "scale_attn_norm",
+    ".mlp.norm.": "scale_mlp_norm",
+    "patch_embed.norm.": "embed_norm_layer (a norm in the patch embedding)",
+    ".mlp.fc1_g.": "a SwiGLU MLP",
+    ".mlp.w12.": "a SwiGLU MLP",
+    "head.fc.": "an MLP head",
+}
 ROPE_FAMILIES = {  # timm's eva.py: name part -> family
     "eva02": "EVA-02",
     "eva_": "EVA",
@@ -256,7 +265,7 @@ def _load(arrays: Arrays, config: dict, where: pathlib.Path) -> Loaded:
     for head in ("head", "head_dist") if has_head else ():
         if f"{head}.weight" in arrays:
             params[head] = take_torch_dense(arrays, head)
-    arrays.refuse_unread(f"timm {config.get('architecture', 'ViT')}")
+    arrays.refuse_unread(f"timm {config.get('architecture', 'ViT')}", FEATURES)
     name = f"timm {config.get('architecture', '?')} ({where})"
     return checked(
         Loaded(
