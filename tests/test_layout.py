@@ -1,5 +1,6 @@
-"""The README's code map (its Layout section) names every module of the tree, and only modules
-that exist."""
+"""The code map (docs/architecture.md, its Layout section) names every module of the tree, and
+only modules that exist; the README front page stays short and links every docs page; no lower
+layer imports upward."""
 
 import re
 
@@ -9,8 +10,8 @@ CODE_DIRS = ("vit_locality", "benchmarks", "scripts", "configs")
 
 
 def _code_map() -> str:
-    readme = (REPO_ROOT / "README.md").read_text()
-    section = readme[readme.index("\n## Layout\n") :]
+    page = (REPO_ROOT / "docs" / "architecture.md").read_text()
+    section = page[page.index("\n## Layout\n") :]
     return section[section.index("```") + 3 : section.index("```", section.index("```") + 3)]
 
 
@@ -22,20 +23,18 @@ def test_every_module_of_the_package_is_in_the_code_map():
         if path.name not in ("__init__.py", "__main__.py")
         and not re.search(rf"(?<![\w.]){re.escape(path.name)}\b", code_map)
     ]
-    assert not missing, f"modules the README's Layout does not name: {missing}"
+    assert not missing, f"modules the code map (docs/architecture.md) does not name: {missing}"
 
 
 def test_every_module_the_code_map_names_exists():
     existing = {path.name for d in CODE_DIRS for path in (REPO_ROOT / d).rglob("*.py")}
     named = set(re.findall(r"(?<![\w.])(\w+\.py)\b", _code_map()))
-    assert named - existing == set(), (
-        f"the README's Layout names missing modules: {named - existing}"
-    )
+    assert named - existing == set(), f"the code map names missing modules: {named - existing}"
     folders = set(re.findall(r"(?<![\w./])([a-z_]+)/(?=\s)", _code_map()))
     missing = {
         f for f in folders if not any((REPO_ROOT / d / f).is_dir() for d in (".", *CODE_DIRS))
     }
-    assert not missing, f"the README's Layout names missing folders: {missing}"
+    assert not missing, f"the code map names missing folders: {missing}"
 
 
 LOWER_LAYERS = {  # package -> what it must not import (the layers above it)
@@ -64,3 +63,10 @@ def test_no_lower_layer_imports_upward():
                     if any(name == f or name.startswith(f + ".") for f in forbidden)
                 ]
     assert not upward
+
+
+def test_the_front_page_is_short_and_links_every_docs_page():
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert len(readme.encode()) < 12_000
+    pages = sorted(p.name for p in (REPO_ROOT / "docs").glob("*.md"))
+    assert [p for p in pages if f"(docs/{p})" not in readme] == []
