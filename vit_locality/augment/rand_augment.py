@@ -42,24 +42,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from vit_locality.augment import on_device, registry
-from vit_locality.augment.autoaugment_policy import OpSpec, magnitude, op_spec
+from vit_locality.augment.autoaugment_policy import OP_NAMES, OpSpec, magnitude, op_spec
 
-OPS: tuple[str, ...] = (
-    "Identity",
-    "ShearX",
-    "ShearY",
-    "TranslateX",
-    "TranslateY",
-    "Rotate",
-    "Brightness",
-    "Color",
-    "Contrast",
-    "Sharpness",
-    "Posterize",
-    "Solarize",
-    "AutoContrast",
-    "Equalize",
-)
+# torchvision's order: Identity, then AutoAugment's ops without Invert.
+OPS: tuple[str, ...] = ("Identity", *(name for name in OP_NAMES if name != "Invert"))
 NUM_MAGNITUDE_BINS = 31
 RAND_AUGMENT_NUM_OPS = 2
 RAND_AUGMENT_MAGNITUDE = 9
