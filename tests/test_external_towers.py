@@ -297,3 +297,26 @@ def test_a_part_this_vit_lacks_is_named_as_the_library_names_it(tmp_path, fixtur
     path = folder / source.name if fixture.startswith("openai") else folder
     with pytest.raises(UserError, match=re.escape(message)):
         load_checkpoint(path, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "arch,width,heads",
+    [
+        ("vit_base_patch16_224", 768, 12),
+        ("vit_so400m_patch14_siglip_384", 1152, 16),  # 1152 / 64 would be 18
+        ("vit_giant_patch14_dinov2", 1536, 24),  # "giant" alone would be 16
+        ("vit_giant_patch14_clip_224", 1408, 16),
+        ("vit_gigantic_patch14_clip_quickgelu_224", 1664, 16),
+        ("vit_base_patch16_plus_240", 896, 14),
+        ("vit_base_patch16_gap_224", 768, 16),
+        ("vit_giantopt_patch16_siglip_384", 1536, 16),
+        ("vit_unknownsize_patch16_224", 640, None),  # then width / 64
+    ],
+)
+def test_heads_from_a_timm_name_are_timms(arch, width, heads):
+    """Official hub folders (and bare state dicts) say no heads: they come from the name as
+    timm's vision_transformer.py defines each model, width included where one size word has two
+    head counts."""
+    from vit_locality.external.timm import _named_heads
+
+    assert _named_heads(arch, width) == heads

@@ -35,7 +35,6 @@ otherwise needs `--mean`, `--std` or `--resize`.
 from __future__ import annotations
 
 import pathlib
-import re
 
 import numpy as np
 
@@ -87,7 +86,14 @@ ROPE_FAMILIES = {  # timm's eva.py: name part -> family
     "lingbot": "LingBot",
     "sapiens2": "Sapiens2",
 }
-SIZE_HEADS = {"tiny": 3, "small": 6, "medium": 8, "base": 12, "large": 16, "huge": 16, "giant": 16}
+SIZE_HEADS = {  # timm's vision_transformer.py: size word -> heads
+    **{"tiny": 3, "small": 6, "medium": 8, "base": 12, "large": 16, "huge": 16, "giant": 16},
+    **{"so400m": 16, "giantopt": 16, "gigantic": 16, "so150m": 14, "so150m2": 13},
+    **{"betwixt": 10, "little": 5, "dlittle": 5, "mediumd": 8, "intern300m": 16, "xsmall": 4},
+    **{"wee": 4, "pwee": 4, "dwee": 4, "dpwee": 4},
+}
+WIDTH_HEADS = {("base", 896): 14, ("giant", 1536): 24}  # vit_base_*_plus_*, DINOv2's giant
+NAME_HEADS = {"vit_base_patch16_gap_224": 16}
 FAMILY_NORMALIZATION = {  # timm's default mean and std per family (vision_transformer, deit _cfg)
     "vit": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     "deit": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
@@ -159,11 +165,15 @@ def refuse_rope(arch: str, where: pathlib.Path) -> None:
         )
 
 
-def _named_heads(arch: str) -> int | None:
-    """The heads timm's model name implies by its size word (`vit_huge_patch14_224`: 16), or
-    None; official hub folders' config.json has no `model_args` to say them."""
-    words = re.split(r"[_\d]+", arch)
-    return next((SIZE_HEADS[w] for w in words if w in SIZE_HEADS), None)
+def _named_heads(arch: str, width: int) -> int | None:
+    """The heads timm's model name implies by its size word and the width (as timm 1.0.31's
+    vision_transformer.py defines them: `vit_huge_patch14_224`: 16, `vit_so400m_*`: 16,
+    `vit_giant_patch14_dinov2` (1536 wide): 24), or None; official hub folders' config.json has
+    no `model_args` to say them."""
+    size = next((w for w in arch.split("_") if w in SIZE_HEADS), None)
+    if arch in NAME_HEADS or (size, width) in WIDTH_HEADS:
+        return NAME_HEADS.get(arch) or WIDTH_HEADS[size, width]
+    return SIZE_HEADS.get(size)
 
 
 def _read_state_dict(path: pathlib.Path) -> dict[str, np.ndarray]:
@@ -210,7 +220,8 @@ def _load(arrays: Arrays, config: dict, where: pathlib.Path) -> Loaded:
         )
 
     width, _, patch, _ = arrays.shape("patch_embed.proj.weight")
-    heads = heads_of(width, model_args.get("num_heads") or _named_heads(config["architecture"]))
+    named = _named_heads(config["architecture"], width)
+    heads = heads_of(width, model_args.get("num_heads") or named)
     depth = sum(1 for n in arrays.names() if n.endswith(".norm1.weight"))
     registers = arrays.shape("reg_token")[1] if "reg_token" in arrays else 0
     tokens = {"cls": "cls_token", "dist": "dist_token", "reg": "reg_token"}
