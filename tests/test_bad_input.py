@@ -1,8 +1,14 @@
-"""The bad-input catalogue of the README ("Bad input and what you see"), as real processes: each
-case exits with status 2, prints the catalogue's one line, and leaves the workdir as it was.
+"""The bad-input catalogue of docs/reliability.md ("Bad input and what you see"), as real
+processes: each case exits with status 2, prints the catalogue's one line, and leaves the workdir
+as it was.
 
 Mistakes in the flags and the config file (FLAG_CASES) are caught while the command line is
-parsed: stderr holds the one line and nothing else, for main, analyze, sweep and report.
+parsed: stderr holds the one line and nothing else, for main, analyze, sweep and report. Each
+entry point is run as a real process once or twice (SUBPROCESS); the other cases go through the
+same parsing in this process (`cli.config_args` and `cli.load_config`, what `cli.parse_flags`
+runs for main; analyze's `parse_flags` and `main`). A config value that is not allowed
+(CONFIG_CASES) is refused by `validate_config` with the 8 devices of a run here; one such case
+as a real process: test_train_e2e.py's test_bad_config_exits_2_with_one_line_and_no_workdir.
 
 Rows covered elsewhere: a corrupt checkpoint and an unwritable workdir (test_faults.py), `analyze`
 and `report` on a directory with no run (test_analyze_cli.py, test_report.py), the `tfds` source
@@ -16,8 +22,12 @@ import sys
 
 import pytest
 
-from .conftest import CIFAR10_SAMPLE, REPO_ROOT
-from .helpers import last_line, run, snapshot
+from vit_locality import cli
+from vit_locality.errors import UserError
+from vit_locality.validation import validate_config
+
+from .conftest import CIFAR10_SAMPLE, REPO_ROOT, analyze_main
+from .helpers import TINY, last_line, run, snapshot
 
 pytestmark = pytest.mark.skipif(
     not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"
@@ -78,18 +88,23 @@ CONFIG_CASES = [
 
 
 @pytest.mark.parametrize("flags,message", CONFIG_CASES, ids=lambda c: str(c)[:40])
-def test_bad_config_value(tmp_path, flags, message):
-    workdir = tmp_path / "run"
-    assert last_line(run(workdir, *flags)) == f"error: {message}"
-    assert not workdir.exists()
+def test_bad_config_value(flags, message):
+    """The config of TINY + `flags` as main resolves it, checked as a run on 8 devices does
+    before it touches the workdir."""
+    spec, overrides = cli.config_args([*TINY, *flags])
+    with pytest.raises(UserError) as error:
+        validate_config(cli.load_config(spec, overrides), num_devices=8)
+    assert str(error.value) == message
 
 
 def test_missing_files_directory(tmp_path):
     workdir, nowhere = tmp_path / "run", tmp_path / "nowhere"
-    assert last_line(run(workdir, f"--config.data.dir={nowhere}")) == (
+    result = run(workdir, f"--config.data.dir={nowhere}")
+    assert last_line(result) == (
         f"error: data.dir: {nowhere}/data_batch_1.bin is missing; the directory must hold "
         "data_batch_1.bin .. data_batch_5.bin and test_batch.bin (cifar-10-batches-bin)"
     )
+    assert "test_batch.bin" not in result.stdout
     assert not workdir.exists()
 
 
@@ -201,17 +216,51 @@ FLAG_CASES = [
 ]
 
 
-@pytest.mark.parametrize("module,args,message", FLAG_CASES, ids=lambda c: str(c)[:40])
-def test_bad_command_line(tmp_path, module, args, message):
+# The cases run as real processes: every entry point, and main's two that need its flags defined
+# (the rest of main's are its config's, parsed before absl's flags).
+SUBPROCESS = {3, 9, 11, 12, 13}
+
+
+def in_process(module, args, capfd) -> tuple[int, str]:
+    """(exit status, stderr) of the command line parsed as `module` parses it, in this process."""
+    capfd.readouterr()
+    if module == "main":
+        try:
+            cli.load_config(*cli.config_args(args))
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2, capfd.readouterr().err
+        return 0, capfd.readouterr().err
+    assert module == "analyze"
+    code = analyze_main(*args)
+    return code, capfd.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "case", range(len(FLAG_CASES)), ids=lambda i: f"{i}-" + str(FLAG_CASES[i])[:40]
+)
+def test_bad_command_line(tmp_path, case, capfd):
+    module, args, message = FLAG_CASES[case]
     workdir = tmp_path / "W"
     args = [arg.replace("=W", f"={workdir}") if arg != "W" else str(workdir) for arg in args]
     if module == "main":
         args.append(f"--workdir={workdir}")
-    result = subprocess.run(
-        [sys.executable, "-m", f"vit_locality.{module}", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert (result.returncode, result.stderr) == (2, f"error: {message}\n")
+    if case in SUBPROCESS:
+        result = subprocess.run(
+            [sys.executable, "-m", f"vit_locality.{module}", *args],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+        )
+        assert (result.returncode, result.stderr) == (2, f"error: {message}\n")
+    else:
+        assert in_process(module, args, capfd) == (2, f"error: {message}\n")
     assert not workdir.exists()
+
+
+def test_every_entry_point_is_tried_as_a_real_process():
+    assert {FLAG_CASES[i][0] for i in SUBPROCESS} == {"main", "analyze", "sweep", "report"}
+    assert {FLAG_CASES[i][2] for i in SUBPROCESS} >= {
+        f"--config is required: one of {CONFIGS} (with :ARG for a variant)",
+        "Unknown command line flag 'workdirr'. Did you mean: workdir ?",
+    }

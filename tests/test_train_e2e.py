@@ -155,14 +155,6 @@ def test_bad_config_exits_2_with_one_line_and_no_workdir(tmp_path):
     assert not workdir.exists()
 
 
-def test_missing_data_dir_names_the_dataset_layout(tmp_path):
-    result = run(tmp_path / "w", f"--config.data.dir={tmp_path / 'nowhere'}")
-    assert result.returncode == 2
-    assert "test_batch.bin" not in result.stdout
-    line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith("error: data.dir: ") and "data_batch_1.bin" in line
-
-
 @pytest.mark.skipif(os.environ.get("CI") is None, reason="only where tfds cannot download")
 def test_offline_tfds_error_points_to_files_source(tmp_path):
     result = run(tmp_path / "w", "--config.data.source=tfds", f"--config.data.dir={tmp_path}")
