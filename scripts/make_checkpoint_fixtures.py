@@ -56,7 +56,9 @@ CLIP, SigLIP, DINOv2, torchvision (TOWERS): timm `timm_clip` (vit_base_patch32_c
 norm_pre, no patch bias, LayerNorm eps 1e-5), `timm_clip_quickgelu`, `timm_siglip` (the MAP
 head; `logits` are its output, which the loaded model does not reproduce), and `timm_eva02`,
 `timm_dinov3` (rotary position embedding: only refused, so no expected.npz); open_clip
-`openclip_hub` (an open_clip.CLIP with layer scale, GELU, as its hub folder) and `openai_clip`
+`openclip_hub` (an open_clip.CLIP with layer scale, GELU, as its hub folder),
+`openclip_timm_siglip` (its tower a tiny timm SigLIP-shaped trunk, registered here) and
+`openai_clip`
 (QuickGELU, OpenAI's state-dict layout, a bare .safetensors; its 16-wide tower has 2 heads, which
 OpenAI's width / 64 rule cannot say: loaded with num_heads=2); `torchvision_vit` (a tiny
 torchvision VisionTransformer's state dict as .safetensors, `preprocessed` by its
@@ -70,6 +72,7 @@ hook caught, with need_weights=True and per-head weights.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import pathlib
 import shutil
@@ -305,6 +308,7 @@ def make_npz(name: str, model: torch.nn.Module, expected_from: str, **layout) ->
 # ------------------------------------------------- CLIP, SigLIP, DINOv2, torchvision, RoPE ViTs
 
 TOWERS = (
+    "openclip_timm_siglip",
     "timm_clip",
     "timm_clip_quickgelu",
     "timm_siglip",
@@ -431,6 +435,64 @@ def make_openclip(seed: int) -> None:
         seed += 1
 
 
+def vit_tiny_patch8_siglip_32(pretrained=False, pretrained_cfg=None, **kwargs):
+    """A tiny SigLIP-shaped timm ViT (no class token, MAP pooling; 24 wide, 3 heads as `tiny`
+    says) registered for `openclip_timm_siglip`: OpenCLIP builds timm trunks by name only."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    accepted = inspect.signature(VisionTransformer).parameters  # not cache_dir and the like
+    args = dict(img_size=32, patch_size=8, embed_dim=24, depth=2, num_heads=3, mlp_ratio=2.0)
+    args.update(class_token=False, global_pool="map")
+    args.update({k: v for k, v in kwargs.items() if k in accepted})
+    return VisionTransformer(**args)
+
+
+def make_openclip_timm(seed: int) -> None:
+    """`openclip_timm_siglip`: an OpenCLIP model whose image tower is a timm trunk (as OpenCLIP's
+    SigLIP models are: timm_model_name, timm_pool "map", timm_proj "none"), as its hub folder with
+    SigLIP's preprocess_cfg (mean / std 0.5, bicubic, squash). `logits` are the trunk's MAP
+    output, not reproduced by the loaded model; the attention is timm's (`timm_attention`)."""
+    import open_clip
+    import safetensors.torch
+    from open_clip.push_to_hf_hub import save_config_for_hf
+    from PIL import Image
+    from timm.models import register_model
+
+    if "vit_tiny_patch8_siglip_32" not in timm.list_models("vit_tiny_patch8_siglip_32"):
+        register_model(vit_tiny_patch8_siglip_32)
+    vision_cfg = dict(
+        timm_model_name="vit_tiny_patch8_siglip_32",
+        timm_model_pretrained=False,
+        timm_pool="map",
+        timm_proj="none",
+        image_size=32,
+    )
+    text_cfg = dict(context_length=4, vocab_size=8, width=8, heads=1, layers=1)
+    model_cfg = dict(embed_dim=24, vision_cfg=vision_cfg, text_cfg=text_cfg)
+    model = open_clip.CLIP(**model_cfg).eval()
+    randomize(model, seed)
+    prep = dict(mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="bicubic", resize_mode="squash")
+    model.visual.image_mean, model.visual.image_std = prep["mean"], prep["std"]
+    model.visual.preprocess_cfg = prep  # what create_model sets from a SigLIP model config
+    folder = OUT / "openclip_timm_siglip"
+    folder.mkdir(parents=True)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    safetensors.torch.save_file(state, folder / "open_clip_model.safetensors")
+    save_config_for_hf(model, folder / "open_clip_config.json", model_cfg)
+    mean, std = np.float32(prep["mean"]), np.float32(prep["std"])
+    images = random_images(32, seed)
+    logits, encoded, attention = timm_attention(model.visual.trunk, normalized(images, mean, std))
+    with torch.no_grad():
+        features = model.encode_image(normalized(images, mean, std)).numpy()
+    np.testing.assert_allclose(features, logits, rtol=1e-6, atol=1e-6)  # encode_image: the trunk
+    raw = raw_image(seed, 32)
+    transform = open_clip.image_transform(32, is_train=False, **prep)
+    arrays = dict(images=images, mean=mean, std=std, logits=logits, encoded=encoded)
+    arrays.update(attention=attention, raw_image=raw)
+    arrays["preprocessed"] = to_nhwc(transform(Image.fromarray(raw))[None])
+    write_expected(folder, **arrays)
+
+
 def make_torchvision(seed: int) -> None:
     """`torchvision_vit`: torchvision's VisionTransformer (vit_b_16's layout, tiny) as a bare
     state dict in `.safetensors`; `preprocessed` from torchvision's `ImageClassification` as its
@@ -548,6 +610,7 @@ def make_towers() -> None:
     make_timm_refused("timm_eva02", "eva02_tiny_patch14_224", 13, **tiny)
     make_timm_refused("timm_dinov3", "vit_small_patch16_dinov3", 14, **tiny)
     make_openclip(15)
+    make_openclip_timm(23)
     make_torchvision(17)
     hf = dict(
         hidden_size=16,

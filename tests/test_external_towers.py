@@ -31,6 +31,7 @@ CASES = [
     ("timm_clip_quickgelu", "timm", {}, 1, dict(norm_pre=True, activation="quick_gelu")),
     ("timm_siglip", "timm", {}, 0, dict(pool="gap", num_classes=0, gelu_approximate=False)),
     ("openclip_hub", "clip", {}, 1, dict(activation="gelu", layer_scale_init=1.0)),
+    ("openclip_timm_siglip", "clip", {}, 0, dict(pool="gap", num_heads=3, num_classes=0)),
     ("openai_clip/model.safetensors", "clip", {"num_heads": 2}, 1,
      dict(activation="quick_gelu", norm_pre=True, patch_bias=False)),
     ("torchvision_vit/model.safetensors", "torchvision", {"num_heads": 2}, 1,
@@ -41,9 +42,9 @@ CASES = [
     ("hf_dinov2", "hf", {}, 1, dict(layer_scale_init=1.0, pos_embed_prefix=True)),
     ("hf_dinov2_registers", "hf", {}, 3, dict(num_registers=2, pos_embed_prefix=False)),
 ]  # fmt: skip
-# Pooled outputs that are not the model's: timm SigLIP's attention-pooling (MAP) head is read
-# and not used (its blocks are analysed), so timm's logits are not ours.
-NOT_COMPARED = {"timm_siglip": "logits"}
+# Pooled outputs that are not the model's: timm SigLIP's attention-pooling (MAP) head (also in
+# OpenCLIP's timm trunk) is read and not used (its blocks are analysed), so the logits differ.
+NOT_COMPARED = {"timm_siglip": "logits", "openclip_timm_siglip": "logits"}
 
 
 def load(name, kwargs):
@@ -100,6 +101,7 @@ def write_images(folder, images):
         ("hf_clip", {}, None),
         ("hf_siglip_vision", {}, None),
         ("hf_dinov2_registers", {}, 32),
+        ("openclip_timm_siglip", {}, None),
     ],
 )
 def test_locality_json_is_that_of_the_original_attention(tmp_path, name, kwargs, resize):
@@ -320,3 +322,19 @@ def test_heads_from_a_timm_name_are_timms(arch, width, heads):
     from vit_locality.external.timm import _named_heads
 
     assert _named_heads(arch, width) == heads
+
+
+def test_final_ln_after_pool_is_the_layernorm_after_the_pooling(tmp_path):
+    """OpenCLIP's final_ln_after_pool: ln_post on the pooled class token, which is the class
+    token of ln_post on every token; the same attention and image embedding."""
+    folder = tmp_path / "openclip"
+    shutil.copytree(FIXTURES / "openclip_hub", folder)
+    config = json.loads((folder / "open_clip_config.json").read_text())
+    config["model_cfg"]["vision_cfg"]["final_ln_after_pool"] = True
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+    loaded = load_checkpoint(folder)
+    assert loaded.model.norm_after_pool
+    want = expected("openclip_hub")
+    logits, out = run(loaded, want["images"])
+    assert_close(np.stack(out["attention"]), want["attention"], "attention")
+    assert_close(logits, want["logits"], "logits")

@@ -17,12 +17,16 @@ interpolation, resize_mode); or a bare state dict (`.safetensors`, `.pt` / `.pth
 torch, OpenAI's TorchScript `.pt` included): heads width / 64 (`--num_heads` otherwise), OpenAI's
 QuickGELU (`--gelu=exact` for OpenCLIP's own GELU models), OpenAI's transform (resize the shorter
 side to the size, bicubic, centre crop; mean (0.48145466, 0.4578275, 0.40821073), std
-(0.26862954, 0.26130258, 0.27577711)). Towers OpenCLIP builds otherwise (a timm trunk, attentional
-pooling, `final_ln_after_pool`, no class token) are refused with one line naming what is missing.
+(0.26862954, 0.26130258, 0.27577711)). An OpenCLIP folder whose tower is a timm model
+(`vision_cfg.timm_model_name`, `visual.trunk.`: OpenCLIP's SigLIP models) is read by the timm
+loader (`_timm_trunk`); `final_ln_after_pool` is the LayerNorm after the pooling. Towers OpenCLIP
+builds otherwise (attentional pooling, no `ln_pre`, no class token, custom blocks) are refused
+with one line naming what is missing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 
@@ -38,6 +42,7 @@ from vit_locality.external.params import (
     take_torch_norm,
 )
 from vit_locality.external.preprocess import Preprocessing
+from vit_locality.external.timm import load_timm_state
 from vit_locality.external.torchvision_vit import in_proj_attention
 from vit_locality.models import ViT
 
@@ -59,7 +64,9 @@ WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 def is_clip(names: list[str]) -> bool:
     """Whether a state dict's names are OpenAI CLIP's / OpenCLIP's (whole model or image tower)."""
-    return any(n in names for n in ("visual.conv1.weight", "conv1.weight", "visual.trunk.stem"))
+    return any(
+        n in ("visual.conv1.weight", "conv1.weight") or n.startswith("visual.trunk.") for n in names
+    )
 
 
 def load_clip(path: pathlib.Path, num_heads: int | None = None) -> Loaded:
@@ -83,15 +90,13 @@ def load_clip(path: pathlib.Path, num_heads: int | None = None) -> Loaded:
         heads = num_heads or width // vision.get("head_width", 64)
         quick = bool(model_cfg.get("quick_gelu", False))
         prep = config.get("preprocess_cfg", {})
-        for unsupported in ("timm_model_name", "attentional_pool"):
-            if vision.get(unsupported):
-                raise UserError(
-                    f"{path}: {FAMILY} with {unsupported} is not supported: it is "
-                    "not this ViT (a timm trunk is read with --format=timm)"
-                )
-        for flag in ("final_ln_after_pool", "no_ln_pre"):
-            if vision.get(flag):
-                raise UserError(f"{path}: {FAMILY}: needs {flag} support")
+        if vision.get("timm_model_name"):
+            return _timm_trunk(state, str(weights), path, vision, prep)
+        if vision.get("attentional_pool"):
+            raise UserError(f"{path}: {FAMILY}: needs attentional_pool support")
+        if vision.get("no_ln_pre"):
+            raise UserError(f"{path}: {FAMILY}: needs no_ln_pre support")
+        after_pool = bool(vision.get("final_ln_after_pool"))
         if vision.get("pool_type", "tok") != "tok":
             raise UserError(
                 f"{path}: {FAMILY}: needs pool_type={vision['pool_type']!r} support "
@@ -100,8 +105,47 @@ def load_clip(path: pathlib.Path, num_heads: int | None = None) -> Loaded:
     else:
         weights = path
         state = read_state_dict(path)
-        heads, quick, prep = num_heads, True, {}
-    return _load(state, str(weights), path, heads, quick, prep)
+        heads, quick, prep, after_pool = num_heads, True, {}, False
+    return _load(state, str(weights), path, heads, quick, prep, after_pool)
+
+
+def _timm_trunk(
+    state: dict[str, np.ndarray], source: str, where: pathlib.Path, vision: dict, prep: dict
+) -> Loaded:
+    """An OpenCLIP image tower that is a timm model (`visual.trunk.`, as OpenCLIP's SigLIP
+    models are), read by the timm loader as `vision_cfg.timm_model_name` pooled by `timm_pool`
+    at `image_size`, with the folder's preprocess_cfg. What OpenCLIP puts after the trunk
+    (`visual.head`: a projection or MLP, for timm_proj linear / mlp) is not read: the blocks are
+    analysed, the model's output is the trunk's pooled vector."""
+    mode = prep.get("resize_mode", "shortest")
+    if mode not in ("shortest", "squash"):
+        raise UserError(
+            f"{where}: {FAMILY}: preprocess_cfg resize_mode={mode!r} is not supported: "
+            "shortest or squash"
+        )
+    size = vision.get("image_size", 224)
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    config = {
+        "architecture": vision["timm_model_name"],
+        "global_pool": vision.get("timm_pool", "avg") or "token",
+        "model_args": {},
+        "pretrained_cfg": {
+            "input_size": [3, *size],
+            "crop_pct": 1.0,
+            "crop_mode": "squash" if mode == "squash" else "center",
+            "interpolation": prep.get("interpolation", "bicubic"),
+            "mean": prep.get("mean", OPENAI_MEAN),
+            "std": prep.get("std", OPENAI_STD),
+        },
+    }
+    trunk = {
+        n.removeprefix("visual.trunk."): a
+        for n, a in state.items()
+        if n.startswith("visual.trunk.")
+    }
+    loaded = load_timm_state(trunk, source, config, where)
+    name = f"OpenCLIP image tower, timm {vision['timm_model_name']} ({where})"
+    return dataclasses.replace(loaded, format="clip", name=name)
 
 
 def _load(
@@ -111,11 +155,13 @@ def _load(
     heads: int | None,
     quick: bool,
     prep: dict,
+    after_pool: bool,
 ) -> Loaded:
     if any(n.startswith("visual.trunk.") for n in state):
         raise UserError(
-            f"{where}: {FAMILY} with a timm trunk (visual.trunk): not this layout; "
-            "analyse the timm model (--format=timm)"
+            f"{where}: OpenCLIP image tower with a timm trunk (visual.trunk): needs its "
+            "OpenCLIP folder (open_clip_config.json names the timm model), or the trunk's "
+            "state dict with --format=timm --arch=NAME"
         )
     base = "visual." if "visual.conv1.weight" in state else ""
     if f"{base}conv1.weight" not in state:
@@ -161,6 +207,7 @@ def _load(
         layer_scale_init=1.0 if prefix + "0.ls_1.gamma" in arrays else None,
         patch_bias=False,
         norm_pre=True,
+        norm_after_pool=after_pool,  # final_ln_after_pool: ln_post on the class token only
     )
     params = {
         "embedding": {"kernel": arrays.take("conv1.weight").transpose(2, 3, 1, 0)},

@@ -155,6 +155,14 @@ def _load_state_dict(path: pathlib.Path, arch: str | None, num_heads: int | None
     return _load(arrays, config, path)
 
 
+def load_timm_state(state: dict, source: str, config: dict, where: pathlib.Path) -> Loaded:
+    """A timm ViT's state dict `state` read from `source`, described by a hub config.json's
+    fields `config` (`architecture`, `global_pool`, `model_args`, `pretrained_cfg`): e.g. the
+    timm trunk of an OpenCLIP image tower."""
+    refuse_rope(config.get("architecture", ""), where)
+    return _load(Arrays(state, source, "timm ViT"), config, where)
+
+
 def refuse_rope(arch: str, where: pathlib.Path) -> None:
     """One line for a model of timm's eva.py (rotary position embedding), named by family."""
     family = next((f for part, f in ROPE_FAMILIES.items() if part in arch), None)
