@@ -1,16 +1,20 @@
 """Shared helpers of the test modules (plain functions and constants; the fixtures are in
 conftest.py): the TINY training run as a real process (`python -m vit_locality.main`) and
 in-process (`tiny_config`), waiting for its events, reading what it left, and hand-made run
-directories for the report."""
+directories for the report; other libraries' checkpoints in tests/fixtures/checkpoints/, their
+expected outputs and the tolerance they are compared with."""
 
 import json
 import subprocess
 import sys
 import time
+from functools import partial
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from vit_locality.predict import Predictor
 from vit_locality.workdir import RunDir
 
 from .conftest import CIFAR10_SAMPLE, REPO_ROOT
@@ -166,3 +170,33 @@ def write_curve(workdir, points, top1=None):
     rows += [{"step": s, "epoch": s / 39, "val/prec@1": v} for s, v in (top1 or {}).items()]
     with (workdir / "metrics.jsonl").open("a") as f:
         f.write("".join(json.dumps(r) + "\n" for r in rows))
+
+
+# ------------------------------------------------------------------- other libraries' checkpoints
+
+# made by scripts/make_checkpoint_fixtures.py; each folder's expected.npz: the library's outputs
+CHECKPOINT_FIXTURES = REPO_ROOT / "tests" / "fixtures" / "checkpoints"
+
+
+def expected_outputs(name):
+    """The expected.npz of fixture `name` (a folder, or a file in one) as a dict."""
+    folder = CHECKPOINT_FIXTURES / name
+    return dict(np.load((folder if folder.is_dir() else folder.parent) / "expected.npz"))
+
+
+def assert_close(got, want, what):
+    """float32 on both sides with different reduction orders (XLA vs PyTorch matmuls, the
+    LayerNorm's mean and variance, softmax): after 2 blocks of width 16 the differences are
+    a few float32 ulps of the largest value, so rtol 1e-5 plus an atol of 1e-5 times that
+    value (attention probabilities: 1e-5, as they are at most 1)."""
+    want = np.asarray(want)
+    atol = 1e-5 * max(1.0, float(np.abs(want).max()))
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=atol, err_msg=what)
+
+
+def checkpoint_outputs(loaded, images):
+    """(logits, out) of a loaded checkpoint (`external.Loaded`) on uint8 images, attention
+    included, normalised with the checkpoint's mean and std."""
+    predictor = Predictor(loaded.model, loaded.preprocessing.mean, loaded.preprocessing.std)
+    forward = jax.jit(partial(predictor, return_attention=True))
+    return forward(loaded.params, images)

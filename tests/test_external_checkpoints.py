@@ -13,9 +13,7 @@ import re
 import shutil
 import sys
 import zipfile
-from functools import partial
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -23,11 +21,11 @@ from PIL import Image
 from vit_locality.errors import UserError
 from vit_locality.external import detect_format, load_checkpoint
 from vit_locality.external.resample import at_image_size
-from vit_locality.predict import Predictor
 
-from .conftest import REPO_ROOT
-
-FIXTURES = REPO_ROOT / "tests" / "fixtures" / "checkpoints"
+from .helpers import CHECKPOINT_FIXTURES as FIXTURES
+from .helpers import assert_close
+from .helpers import checkpoint_outputs as run
+from .helpers import expected_outputs as expected
 
 # (fixture, format, prefix tokens, patch size). The .npz fixtures are timm models' weights in
 # those layouts (no big_vision library here), so their reference is timm's output, computed with
@@ -45,27 +43,6 @@ CASES = [
     ("npz_big_vision_scanned/ckpt.npz", "big_vision", 0, 8),
 ]
 GELU = {"big_vision": "exact"}
-
-
-def expected(name):
-    folder = FIXTURES / name
-    return dict(np.load((folder if folder.is_dir() else folder.parent) / "expected.npz"))
-
-
-def assert_close(got, want, what):
-    """float32 on both sides with different reduction orders (XLA vs PyTorch matmuls, the
-    LayerNorm's mean and variance, softmax): after 2 blocks of width 16 the differences are
-    a few float32 ulps of the largest value, so rtol 1e-5 plus an atol of 1e-5 times that
-    value (attention probabilities: 1e-5, as they are at most 1)."""
-    want = np.asarray(want)
-    atol = 1e-5 * max(1.0, float(np.abs(want).max()))
-    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=atol, err_msg=what)
-
-
-def run(loaded, images):
-    predictor = Predictor(loaded.model, loaded.preprocessing.mean, loaded.preprocessing.std)
-    forward = jax.jit(partial(predictor, return_attention=True))
-    return forward(loaded.params, images)
 
 
 @pytest.mark.parametrize("name,format,prefix,patch", CASES)

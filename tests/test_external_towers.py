@@ -3,8 +3,9 @@ libraries' outputs (issue 31), and the one-line refusals of ViTs with rotary pos
 
 tests/fixtures/checkpoints/ holds them as timm, open_clip, torchvision and transformers saved
 them (`scripts/make_checkpoint_fixtures.py --towers`; these tests need none of those libraries).
-Tolerances are test_external_checkpoints' (`assert_close`: rtol 1e-5, atol 1e-5 of the largest
-value; preprocessing 2e-6) and test_analyze_checkpoint's (locality.json: rtol 2e-5, atol 2e-6).
+Tolerances are test_external_checkpoints' (`helpers.assert_close`: rtol 1e-5, atol 1e-5 of the
+largest value; preprocessing 2e-6) and test_analyze_checkpoint's (locality.json: rtol 2e-5, atol
+2e-6).
 """
 
 import importlib.util
@@ -23,7 +24,10 @@ from vit_locality.errors import UserError
 from vit_locality.external import detect_format, load_checkpoint
 from vit_locality.external.analyze import analyze_checkpoint
 
-from .test_external_checkpoints import FIXTURES, assert_close, expected, run
+from .helpers import CHECKPOINT_FIXTURES as FIXTURES
+from .helpers import assert_close
+from .helpers import checkpoint_outputs as run
+from .helpers import expected_outputs as expected
 
 # (fixture, format, load_checkpoint's arguments, prefix tokens, what the model must have)
 CASES = [
