@@ -103,18 +103,33 @@ def test_sigkill_then_rerun_ends_identical_and_logs_each_step_once(uninterrupted
     assert again.returncode == 0 and "already trained" in again.stdout
 
 
-def test_a_kill_during_the_final_analysis_is_finished_by_the_rerun_without_training(tmp_path):
-    """SIGKILL once the final checkpoint is committed, while the final locality analysis runs
-    (on every test image, so it lasts): the rerun trains nothing, runs the final analysis, and
-    the run is finished (one row per step and evaluator)."""
-    workdir = tmp_path / "killed_at_the_end"
+def test_a_sigterm_saves_and_exits_zero_and_a_kill_in_the_final_analysis_is_finished_by_a_rerun(
+    tmp_path,
+):
+    """SIGTERM once checkpoint 20 is committed: the run saves its step and exits 0. Resumed from
+    that step, with the final locality analysis on every test image (so it lasts), SIGKILL once
+    the final checkpoint is committed, while that analysis runs: the rerun trains nothing, runs
+    the final analysis, and the run is finished (one row per step and evaluator)."""
+    workdir = tmp_path / "preempted_then_killed_at_the_end"
+    process = start(workdir)
+    wait_for_checkpoint(workdir, 20, process)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output[-3000:]
+    saved = saved_step(output)
+    assert 20 <= saved < TOTAL_STEPS
+    assert (workdir / "checkpoints" / str(saved)).is_dir()
+
     every_image = "--config.analysis.num_images=1017"
     process = subprocess.Popen(
         command(workdir, every_image), cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
     )
+    lines = []
     for line in process.stdout:
+        lines.append(line)
         if line.startswith(f"eval at step {TOTAL_STEPS}"):
             break
+    assert any(f"Resuming {workdir} from step {saved}/{TOTAL_STEPS}" in x for x in lines), lines
     wait_for_checkpoint(workdir, TOTAL_STEPS, process)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -127,22 +142,11 @@ def test_a_kill_during_the_final_analysis_is_finished_by_the_rerun_without_train
     assert f"Evaluating step {TOTAL_STEPS} (locality): a stop came before" in rerun.stdout
     assert "ETA" not in rerun.stdout  # no train step
     rows = run_dir.read_metrics()
-    assert [r["step"] for r in rows if "train/loss" in r] == list(range(10, TOTAL_STEPS + 1, 10))
+    logged = sorted({*range(10, TOTAL_STEPS + 1, 10), saved})  # the SIGTERM's step logs a row
+    assert [r["step"] for r in rows if "train/loss" in r] == logged
     assert [r["step"] for r in rows if "val/prec@1" in r] == [30, TOTAL_STEPS]
     assert [r["step"] for r in rows if "locality/min_mad_first_layer" in r] == [TOTAL_STEPS]
     assert run_dir.read_locality()["step"] == TOTAL_STEPS and run_dir.is_finished()
-
-
-def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path):
-    workdir = tmp_path / "preempted"
-    process = start(workdir)
-    wait_for_checkpoint(workdir, 20, process)
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, output[-3000:]
-    saved = saved_step(output)
-    assert 20 <= saved < TOTAL_STEPS
-    assert (workdir / "checkpoints" / str(saved)).is_dir()
 
 
 def test_bad_config_exits_2_with_one_line_and_no_workdir(tmp_path):
