@@ -1,10 +1,12 @@
 """The protocol as a registry of components.
 
 1. Every config of the paper's sweep (its 12 runs, the ablation's arguments among them) and of
-   the controls sweep gives the first batches (pixels and labels, tf.data and on the device),
-   the step's protocol ops (images, targets, lam) and the losses of 3 steps that the code before
-   the registry gave, bit for bit: tests/fixtures/protocol_digests.json was written by that code
-   (commit 3f18f3a's API) on the same synthetic images, with a small ViT.
+   the controls sweep gives the first batches (pixels and labels, tf.data and on the device) and
+   the step's protocol ops (images, targets, lam) that the code before the registry gave, bit
+   for bit, and each of the paper's 12 the losses of its first 3 steps too (a control differs
+   from them only in the step's ops, compared directly; one train-step compilation each would
+   cost the suite minutes): tests/fixtures/protocol_digests.json was written by that code
+   (commit 3f18f3a's API) on the same synthetic images, with a small ViT, on 8 devices.
 2. A component defined in this file alone, with no other file touched, is validated, trains (on
    the device input), and is named in the report.
 """
@@ -103,7 +105,7 @@ def batch_digests(dataset: str, aug: str, seed: int) -> tuple[str, str, list]:
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
-def test_the_registry_keeps_today_s_batches_step_ops_and_losses(name):
+def test_the_registry_keeps_today_s_batches_step_ops_and_the_paper_s_losses(name):
     config = CONFIGS[name]
     mesh = sharding.make_mesh()
     aug = json.dumps(config.aug.to_dict(), sort_keys=True)
@@ -119,6 +121,14 @@ def test_the_registry_keeps_today_s_batches_step_ops_and_losses(name):
         x, t, extra = op(jax.random.fold_in(key, stream), x, t)
         info.update(extra)
 
+    expected = dict(GOLDEN[name])
+    assert {
+        "host": host_digest,
+        "device": device_digest,
+        "step": sha(np.asarray(x), np.asarray(t), np.asarray(info.get("lam", np.float32(1.0)))),
+    } == {key: expected.pop(key) for key in ("host", "device", "step")}
+    if not name.startswith("paper/"):
+        return
     plan = StepPlan.from_config(config, 64)
     schedule, tx = train_state.optimizer(config, plan)
     state = train_state.init_state(config, model, tx, mesh)
@@ -127,13 +137,7 @@ def test_the_registry_keeps_today_s_batches_step_ops_and_losses(name):
     for batch in host:
         state, metrics = train_step(state, sharding.to_global(batch, sharding.batch_sharded(mesh)))
         losses.append(float(jax.device_get(metrics["loss"])).hex())
-
-    assert {
-        "host": host_digest,
-        "device": device_digest,
-        "step": sha(np.asarray(x), np.asarray(t), np.asarray(info.get("lam", np.float32(1.0)))),
-        "losses": losses,
-    } == GOLDEN[name]
+    assert losses == expected["losses"]
 
 
 # ---------------------------------------------------------------- a component defined here alone
