@@ -3,7 +3,7 @@
 - tf.data form against Pillow, which torchvision runs on PIL images: every op at every relevant
   magnitude bin and sign (RandAugment: every pair of ops at bin 9; TrivialAugmentWide: every op
   at each of the 31 bins), on real CIFAR-10 images and a grayscale one, bit for bit. The
-  references (`_pillow_op`, `_augmentation_space`) are tests/test_autoaugment.py's, written from
+  references (`pillow_op`, `augmentation_space`) are tests/torchvision_reference.py's, written from
   torchvision's source, sharing no code with ours.
 - JAX form against the tf.data form for the same op choices, exactly.
 - Sampling: which ops, which bins, which signs, as torchvision draws them, from the seeds/keys.
@@ -21,17 +21,16 @@ from vit_locality.augment import autoaugment_policy
 from vit_locality.augment import rand_augment as jra
 
 from .conftest import CIFAR10_SAMPLE
+from .torchvision_reference import (
+    as_hwc,
+    augmentation_space,
+    pillow_op,
+    read_cifar,
+    torchvision_magnitude,
+)
 
 tf = pytest.importorskip("tensorflow")
 from vit_locality.data import rand_augment as tra  # noqa: E402
-
-from .test_autoaugment import (  # noqa: E402
-    _as_hwc,
-    _augmentation_space,
-    _pillow_op,
-    _read_cifar,
-    _torchvision_magnitude,
-)
 
 # torchvision RandAugment._augmentation_space / TrivialAugmentWide._augmentation_space, in order.
 TORCHVISION_OPS = [
@@ -67,7 +66,7 @@ def pil_images() -> list[Image.Image]:
     edge cases)."""
     if not (CIFAR10_SAMPLE / "test_batch.bin").exists():
         pytest.skip(f"real CIFAR-10 sample not found at {CIFAR10_SAMPLE}")
-    rgb = [Image.fromarray(image) for image in _read_cifar(CIFAR10_SAMPLE, 3)]
+    rgb = [Image.fromarray(image) for image in read_cifar(CIFAR10_SAMPLE, 3)]
     flat = Image.fromarray(np.full((32, 32, 3), 77, np.uint8))
     return [*rgb, rgb[0].convert("L"), rgb[1].crop((0, 0, 32, 24)), flat]
 
@@ -75,7 +74,7 @@ def pil_images() -> list[Image.Image]:
 @pytest.fixture(scope="module")
 def arrays(pil_images) -> list[np.ndarray]:
     """The same images as uint8 [H, W, C]."""
-    return [_as_hwc(pil) for pil in pil_images]
+    return [as_hwc(pil) for pil in pil_images]
 
 
 def _tf_map(function, image: np.ndarray, *decisions: np.ndarray) -> np.ndarray:
@@ -107,7 +106,7 @@ def test_op_lists_and_magnitude_spaces_are_torchvisions():
     assert list(jra.OPS) == TORCHVISION_OPS == list(tra.OPS)
     assert {op for op in jra.OPS if op in autoaugment_policy.SIGNED_OPS} == SIGNED
     for space in ("autoaugment", "wide"):
-        reference = _augmentation_space(BINS, (32, 32), space)
+        reference = augmentation_space(BINS, (32, 32), space)
         for op, (values, _) in reference.items():
             np.testing.assert_array_equal(
                 autoaugment_policy.magnitudes(op, BINS, 32, 32, space), values, err_msg=op
@@ -131,10 +130,10 @@ def test_trivial_augment_every_op_bin_and_sign_equals_pillow(pil_images, arrays)
         got = _tf_map(tra.trivial_augment_apply, image, op, bin_, negate)
         for i in range(len(op)):
             name = TORCHVISION_OPS[op[i]]
-            magnitude = _torchvision_magnitude(
+            magnitude = torchvision_magnitude(
                 name, bin_[i], image.shape[:2], bool(negate[i]), BINS, "wide"
             )
-            expected = _as_hwc(_pillow_op(pil, name, magnitude))
+            expected = as_hwc(pillow_op(pil, name, magnitude))
             np.testing.assert_array_equal(
                 got[i], expected, err_msg=f"{name} bin {bin_[i]} negate {negate[i]}"
             )
@@ -148,12 +147,12 @@ def test_rand_augment_every_pair_of_ops_and_signs_equals_pillow(pil_images, arra
             expected = pil
             for slot in range(2):
                 name = TORCHVISION_OPS[ops[i, slot]]
-                magnitude = _torchvision_magnitude(
+                magnitude = torchvision_magnitude(
                     name, RA_MAGNITUDE, image.shape[:2], bool(negate[i, slot]), BINS
                 )
-                expected = _pillow_op(expected, name, magnitude)
+                expected = pillow_op(expected, name, magnitude)
             np.testing.assert_array_equal(
-                got[i], _as_hwc(expected), err_msg=f"{ops[i]} negate {negate[i]}"
+                got[i], as_hwc(expected), err_msg=f"{ops[i]} negate {negate[i]}"
             )
 
 
