@@ -19,13 +19,11 @@ import pathlib
 
 from vit_locality.errors import UserError
 from vit_locality.external.arrays import read_safetensors
-from vit_locality.external.hf_towers import FAMILIES, load_hf_tower
+from vit_locality.external.hf_towers import FAMILIES, load_hf_tower, take_vit_attention
 from vit_locality.external.params import (
     Arrays,
     Loaded,
-    attention_out,
     checked,
-    qkv,
     read_config,
     take_torch_dense,
     take_torch_norm,
@@ -114,22 +112,10 @@ def load_hf(folder: pathlib.Path) -> Loaded:
         params["dist"] = arrays.take("embeddings.distillation_token")
     for i in range(depth):
         layer = f"encoder.layer.{i}."
-        attention = f"{layer}attention.attention."
         params[f"block{i:02d}"] = {
             "norm1": take_torch_norm(arrays, layer + "layernorm_before"),
             "norm2": take_torch_norm(arrays, layer + "layernorm_after"),
-            "attn": {
-                "qkv": qkv(
-                    [arrays.take(f"{attention}{n}.weight").T for n in ("query", "key", "value")],
-                    [arrays.take(f"{attention}{n}.bias") for n in ("query", "key", "value")],
-                    heads,
-                ),
-                "out": attention_out(
-                    arrays.take(f"{layer}attention.output.dense.weight").T,
-                    arrays.take(f"{layer}attention.output.dense.bias"),
-                    heads,
-                ),
-            },
+            "attn": take_vit_attention(arrays, layer, heads),
             "mlp": {
                 "fc1": take_torch_dense(arrays, layer + "intermediate.dense"),
                 "fc2": take_torch_dense(arrays, layer + "output.dense"),

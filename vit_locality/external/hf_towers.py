@@ -69,6 +69,24 @@ FAMILIES = {  # model_type -> (family, vision model_type)
 }
 
 
+def take_vit_attention(arrays: Arrays, layer: str, heads: int) -> dict:
+    """Our `attn` parameters from a Hugging Face ViT-style self-attention (`{layer}attention.`
+    `attention.{query,key,value}` and `attention.output.dense`, torch [out, in] kernels)."""
+    attention = f"{layer}attention.attention."
+    return {
+        "qkv": qkv(
+            [arrays.take(f"{attention}{n}.weight").T for n in ("query", "key", "value")],
+            [arrays.take(f"{attention}{n}.bias") for n in ("query", "key", "value")],
+            heads,
+        ),
+        "out": attention_out(
+            arrays.take(f"{layer}attention.output.dense.weight").T,
+            arrays.take(f"{layer}attention.output.dense.bias"),
+            heads,
+        ),
+    }
+
+
 def load_hf_tower(folder: pathlib.Path, config: dict) -> Loaded:
     """The CLIP / SigLIP / DINOv2 image model in Hugging Face folder `folder` (config.json read
     as `config`).
@@ -229,22 +247,10 @@ def _dinov2(arrays: Arrays, common: dict, heads: int) -> tuple[ViT, dict, Arrays
         params["reg"] = arrays.take(emb + "register_tokens")
     for i in range(common["depth"]):
         layer = f"encoder.layer.{i}."
-        attention = f"{layer}attention.attention."
         params[f"block{i:02d}"] = {
             "norm1": take_torch_norm(arrays, layer + "norm1"),
             "norm2": take_torch_norm(arrays, layer + "norm2"),
-            "attn": {
-                "qkv": qkv(
-                    [arrays.take(f"{attention}{n}.weight").T for n in ("query", "key", "value")],
-                    [arrays.take(f"{attention}{n}.bias") for n in ("query", "key", "value")],
-                    heads,
-                ),
-                "out": attention_out(
-                    arrays.take(f"{layer}attention.output.dense.weight").T,
-                    arrays.take(f"{layer}attention.output.dense.bias"),
-                    heads,
-                ),
-            },
+            "attn": take_vit_attention(arrays, layer, heads),
             "mlp": {fc: take_torch_dense(arrays, f"{layer}mlp.{fc}") for fc in ("fc1", "fc2")},
             "ls1": {"scale": arrays.take(f"{layer}layer_scale1.lambda1")},
             "ls2": {"scale": arrays.take(f"{layer}layer_scale2.lambda1")},
