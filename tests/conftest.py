@@ -1,17 +1,34 @@
-"""Test setup: 8 emulated CPU devices, set before JAX is imported anywhere.
+"""Test setup: 8 emulated CPU devices and one compilation cache, set before JAX is imported.
 
 The 8 devices are 8 threads that meet at every collective; XLA:CPU aborts the process when one
 has not arrived after 40 s, which a loaded 2-core machine can take. The tests allow 300 s.
+
+JAX's persistent compilation cache: one directory for the whole test run, made by the process
+that starts pytest and inherited through the environment by the xdist workers and by every
+process a test starts, so a program compiled once (the TINY run's train step, its evaluators) is
+loaded from disk everywhere else. A cached executable is the one the compiler produced, so
+results are bit for bit those of a fresh compilation. A size limit turns on JAX's file lock
+around each read and write (without it, one process could read an entry another is still
+writing). The directory is removed when the run ends.
 """
 
 import os
 import pathlib
+import shutil
+import tempfile
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "")
     + " --xla_force_host_platform_device_count=8"
     + " --xla_cpu_collective_call_terminate_timeout_seconds=300"
 ).strip()
+
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="vit-locality-tests-jax-")
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+    os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(8 << 30)
 
 import fsspec  # noqa: E402
 import pytest  # noqa: E402
@@ -145,3 +162,9 @@ def fake_gcs(monkeypatch):
     _FakeGcs.pseudo_dirs.append("")
     yield "gs://bucket"
     _FakeGcs.store.clear()
+
+
+def pytest_sessionfinish(session):
+    """The process that made the compilation cache removes it (not the xdist workers)."""
+    if _OWN_CACHE and not hasattr(session.config, "workerinput"):
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
