@@ -81,7 +81,7 @@ def cifar_locality_record(per_head, *, step: int, num_images: int) -> dict:
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cifar10_dir() -> pathlib.Path:
     """The real CIFAR-10 sample in the official binary layout; skips when absent."""
     if not (CIFAR10_SAMPLE / "test_batch.bin").exists():
@@ -165,6 +165,7 @@ def fake_gcs(monkeypatch):
 
 
 def pytest_sessionfinish(session):
-    """The process that made the compilation cache removes it (not the xdist workers)."""
-    if _OWN_CACHE and not hasattr(session.config, "workerinput"):
+    """The process that made the compilation cache removes it (xdist workers inherit its
+    directory, so they never own it)."""
+    if _OWN_CACHE:
         shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)

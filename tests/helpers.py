@@ -105,6 +105,21 @@ def without_speed(rows):
     return [{k: v for k, v in row.items() if k != "train/img_per_s"} for row in rows]
 
 
+def tensorboard_points(workdir, skip=("train/img_per_s",)) -> list[tuple[int, str, float]]:
+    """Every (step, tag, value) of the run's TensorBoard event files, in order, as written
+    (tensorboard's legacy loader: each record's CRC checked, `simple_value` not migrated to a
+    tensor, which would leave it 0)."""
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+
+    return [
+        (event.step, value.tag, value.simple_value)
+        for path in sorted((workdir / "tensorboard").glob("events.out.tfevents.*"))
+        for event in LegacyEventFileLoader(str(path)).Load()
+        for value in event.summary.value
+        if value.tag not in skip
+    ]
+
+
 def saved_step(output: str) -> int:
     """The step of the "SIGTERM: saved step N; ..." line in a run's output."""
     return int(output.split("SIGTERM: saved step ")[1].split(";")[0])

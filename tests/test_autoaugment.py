@@ -22,6 +22,7 @@ from .torchvision_reference import (  # noqa: E402
     read_cifar,
     torchvision_magnitude,
 )
+from .torchvision_reference import pil_images as reference_images  # noqa: E402
 
 # torchvision AutoAugment._get_policies(AutoAugmentPolicy.CIFAR10), the AutoAugment paper's table.
 PUBLISHED_CIFAR10_POLICY = [
@@ -60,8 +61,7 @@ ALL_OPS = GEOMETRIC + BLENDS + LOOKUPS
 @pytest.fixture
 def pil_images(cifar10_dir) -> list[Image.Image]:
     """Three real RGB images and one of them in grayscale ("L")."""
-    rgb = [Image.fromarray(image) for image in read_cifar(cifar10_dir, 3)]
-    return rgb + [rgb[0].convert("L")]
+    return reference_images(cifar10_dir)
 
 
 def test_policy_is_the_published_cifar10_table():

@@ -20,14 +20,8 @@ from PIL import Image
 from vit_locality.augment import autoaugment_policy
 from vit_locality.augment import rand_augment as jra
 
-from .conftest import CIFAR10_SAMPLE
-from .torchvision_reference import (
-    as_hwc,
-    augmentation_space,
-    pillow_op,
-    read_cifar,
-    torchvision_magnitude,
-)
+from .torchvision_reference import as_hwc, augmentation_space, pillow_op, torchvision_magnitude
+from .torchvision_reference import pil_images as reference_images
 
 tf = pytest.importorskip("tensorflow")
 from vit_locality.data import rand_augment as tra  # noqa: E402
@@ -60,15 +54,13 @@ RA_MAGNITUDE = 9
 
 
 @pytest.fixture(scope="module")
-def pil_images() -> list[Image.Image]:
+def pil_images(cifar10_dir) -> list[Image.Image]:
     """Three real RGB images, one of them in grayscale ("L"), one cropped to 32 wide by 24 high
     (translations scale with the width or the height), and a flat one (AutoContrast and Equalize
     edge cases)."""
-    if not (CIFAR10_SAMPLE / "test_batch.bin").exists():
-        pytest.skip(f"real CIFAR-10 sample not found at {CIFAR10_SAMPLE}")
-    rgb = [Image.fromarray(image) for image in read_cifar(CIFAR10_SAMPLE, 3)]
+    *rgb, gray = reference_images(cifar10_dir)
     flat = Image.fromarray(np.full((32, 32, 3), 77, np.uint8))
-    return [*rgb, rgb[0].convert("L"), rgb[1].crop((0, 0, 32, 24)), flat]
+    return [*rgb, gray, rgb[1].crop((0, 0, 32, 24)), flat]
 
 
 @pytest.fixture(scope="module")

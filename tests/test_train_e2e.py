@@ -21,6 +21,7 @@ from .helpers import (
     run,
     saved_step,
     start,
+    tensorboard_points,
     wait_for_checkpoint,
     wait_for_row,
     without_speed,
@@ -29,19 +30,6 @@ from .helpers import (
 pytestmark = pytest.mark.skipif(
     not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"
 )
-
-
-def tensorboard_points(workdir):
-    """Every (step, tag, value) of the run's TensorBoard event files, in order."""
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-
-    return [
-        (event.step, value.tag, value.simple_value)
-        for path in sorted((workdir / "tensorboard").glob("events.out.tfevents.*"))
-        for event in EventFileLoader(str(path)).Load()
-        for value in event.summary.value
-        if value.tag != "train/img_per_s"
-    ]
 
 
 @pytest.fixture(scope="module")

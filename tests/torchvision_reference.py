@@ -17,6 +17,12 @@ def read_cifar(directory, count: int) -> np.ndarray:
     return raw.reshape(count, 3073)[:, 1:].reshape(count, 3, 32, 32).transpose(0, 2, 3, 1).copy()
 
 
+def pil_images(directory, count: int = 3) -> list[Image.Image]:
+    """The first `count` real RGB test images and the first of them in grayscale ("L")."""
+    rgb = [Image.fromarray(image) for image in read_cifar(directory, count)]
+    return rgb + [rgb[0].convert("L")]
+
+
 def as_hwc(pil: Image.Image) -> np.ndarray:
     array = np.asarray(pil)
     return array[:, :, None] if array.ndim == 2 else array

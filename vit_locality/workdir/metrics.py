@@ -18,10 +18,11 @@ import datetime
 import json
 import math
 import os
-import pathlib
 import socket
 import time
 from typing import Any
+
+from etils import epath
 
 from vit_locality.workdir import RunDir, is_remote
 
@@ -58,7 +59,7 @@ class MetricWriter:
         if is_remote(run_dir.tensorboard_dir):
             self._tensorboard = EventFileWriter(str(run_dir.tensorboard_dir))
         else:
-            self._tensorboard = _LocalEventFile(pathlib.Path(str(run_dir.tensorboard_dir)))
+            self._tensorboard = _LocalEventFile(run_dir.tensorboard_dir)
         for row in kept:
             self._write_tensorboard(row["step"], row)
 
@@ -104,7 +105,7 @@ class _LocalEventFile:
     (`events.out.tfevents.TIME.HOST.PID.0`, a first `file_version` event), its records framed by
     tensorboard's `RecordWriter` (length, data, masked CRC-32C), with no TensorFlow."""
 
-    def __init__(self, directory: pathlib.Path):
+    def __init__(self, directory: epath.Path):
         from tensorboard.compat.proto import event_pb2
         from tensorboard.summary.writer.record_writer import RecordWriter
 
