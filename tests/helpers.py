@@ -5,6 +5,7 @@ directories for the report; other libraries' checkpoints in tests/fixtures/check
 expected outputs and the tolerance they are compared with."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -38,13 +39,30 @@ TINY = [
 ]
 
 
+# TINY with the input on the device, for tests of what the loop does whatever feeds it (stops,
+# locks, divergence): no TensorFlow to import, no tf.data threads, and one emulated device, as
+# runs with the input on the device take here (docs/architecture.md, Tests).
+ON_DEVICE = ("--config.data.on_device=True",)
+ONE_DEVICE_ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+
+
 def command(workdir, *extra):
     return [sys.executable, "-m", "vit_locality.main", *TINY, f"--workdir={workdir}", *extra]
 
 
+def _env(extra) -> dict[str, str] | None:
+    """One device for a run with the input on the device; else this process's 8."""
+    return ONE_DEVICE_ENV if ON_DEVICE[0] in extra else None
+
+
 def run(workdir, *extra, timeout=300):
     return subprocess.run(
-        command(workdir, *extra), cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
+        command(workdir, *extra),
+        cwd=REPO_ROOT,
+        env=_env(extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -52,6 +70,7 @@ def start(workdir, *extra):
     return subprocess.Popen(
         command(workdir, *extra),
         cwd=REPO_ROOT,
+        env=_env(extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -57,6 +57,7 @@ def smoke_run(tmp_path_factory):
         "--config.batch_size=16",
         "--config.total_steps=2",
         "--config.warmup_epochs=0",
+        "--config.data.on_device=True",  # no TensorFlow to import for 2 steps
         f"--workdir={workdir}",
         devices=1,
     )

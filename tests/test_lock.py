@@ -17,7 +17,7 @@ from vit_locality.workdir import RunDir, lock
 from vit_locality.workdir.lock import Holder, WorkdirLock
 
 from .conftest import CIFAR10_SAMPLE
-from .helpers import run, start
+from .helpers import ON_DEVICE, run, start
 
 
 def busy_line(path, holder: Holder) -> str:
@@ -39,7 +39,7 @@ def test_a_second_run_on_a_busy_workdir_stops_with_one_line_and_the_first_finish
     """The first run is held still (SIGSTOP) once it trains, so the second meets its lock
     however slowly the second starts; let go, the first finishes (a TINY run of 20 steps)."""
     workdir, steps = tmp_path / "run", 20
-    first = start(workdir, f"--config.total_steps={steps}")
+    first = start(workdir, f"--config.total_steps={steps}", *ON_DEVICE)
     for line in first.stdout:
         if line.startswith(f"step 10/{steps}"):
             break
@@ -47,7 +47,7 @@ def test_a_second_run_on_a_busy_workdir_stops_with_one_line_and_the_first_finish
     try:
         holder = Holder(**json.loads((workdir / "lock.json").read_text()))
         assert (holder.host, holder.pid) == (socket.gethostname(), first.pid)
-        second = run(workdir, f"--config.total_steps={steps}")
+        second = run(workdir, f"--config.total_steps={steps}", *ON_DEVICE)
     finally:
         first.send_signal(signal.SIGCONT)
     assert (second.returncode, second.stderr) == (

@@ -1,6 +1,9 @@
 """Several processes train one model (JAX's multi-controller runtime on the CPU, gloo
 collectives), as real processes: 2 processes x 1 device end where 1 process x 2 devices ends,
-writing each row once; 2 processes (2 devices each) stop together on a SIGTERM to either of them."""
+writing each row once (tf.data input, sharded by process); 2 processes stop together on a SIGTERM
+to either of them, and a stopped one ends the other in one line (input on the device, one device
+each: what the loop agrees on whatever feeds it); with 2 devices each, a SIGTERM before the first
+step stops both, and no process returns before process 0 has written the run."""
 
 import json
 import os
@@ -17,7 +20,7 @@ import pytest
 from vit_locality.workdir import RunDir
 
 from .conftest import CIFAR10_SAMPLE, REPO_ROOT
-from .helpers import TINY, saved_step, without_speed
+from .helpers import ON_DEVICE, TINY, saved_step, without_speed
 
 pytestmark = pytest.mark.skipif(
     not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"
@@ -86,7 +89,7 @@ def test_two_processes_train_as_one_process_with_as_many_devices(tmp_path):
 def test_a_sigterm_to_one_process_stops_both_at_the_same_step_and_a_rerun_finishes(tmp_path):
     workdir = tmp_path / "run"
     long = schedule(100)
-    processes = start(workdir, 2, 2, *long)
+    processes = start(workdir, 2, 1, *long, *ON_DEVICE)
     for line in processes[0].stdout:  # training has started on both: a collective ran
         if line.startswith("step 10/100"):
             break
@@ -97,7 +100,7 @@ def test_a_sigterm_to_one_process_stops_both_at_the_same_step_and_a_rerun_finish
     assert "SIGTERM" not in out1
     assert committed(workdir)[-1] == saved
 
-    out0, _ = finish(start(workdir, 2, 2, *long))
+    out0, _ = finish(start(workdir, 2, 1, *long, *ON_DEVICE))
     assert f"Resuming {workdir} from step {saved}/100" in out0
     assert "eval at step 100" in out0
     assert json.loads((workdir / "plan.json").read_text())["total_steps"] == 100
@@ -107,7 +110,7 @@ def test_a_sigterm_is_agreed_within_seconds_whatever_the_log_period(tmp_path):
     """log_every_steps beyond the run's end: the processes still agree on a SIGTERM within
     seconds, save the same step and exit 0."""
     workdir = tmp_path / "run"
-    processes = start(workdir, 2, 2, *schedule(600, log_every=1000))
+    processes = start(workdir, 2, 1, *schedule(600, log_every=1000), *ON_DEVICE)
     checkpoint = workdir / "checkpoints" / "20"  # TINY saves every 20 steps: training runs
     deadline = time.time() + 240
     while not checkpoint.is_dir():
@@ -166,7 +169,7 @@ def test_on_device_input_on_two_processes_places_only_its_own_copies(tmp_path):
     training set and each step's number are placed by each process on its own device, with no
     all-gather."""
     main = ("-c", WITHOUT_EQUALITY_CHECKS, "vit_locality.main")
-    on_device = [*SHORT, "--config.data.on_device=True"]
+    on_device = [*SHORT, *ON_DEVICE]
     out0, _ = finish(start(tmp_path / "run", 2, 1, *on_device, main=main))
     assert "eval at step 20" in out0
 
@@ -215,7 +218,7 @@ def test_a_collective_that_cannot_complete_ends_the_run_in_one_line(tmp_path):
     """Process 1 stops (SIGSTOP) mid-run: process 0, waiting in a collective, ends within the
     timeout with one line naming the step, exit 1, instead of blocking for ever."""
     long = [*schedule(300, eval_every=None), "--collective_timeout=10"]
-    processes = start(tmp_path / "run", 2, 1, *long)
+    processes = start(tmp_path / "run", 2, 1, *long, *ON_DEVICE)
     for line in processes[0].stdout:
         if line.startswith("step 10/300"):
             break

@@ -15,6 +15,7 @@ from vit_locality import sweep
 from vit_locality.workdir import RunDir
 
 from .conftest import CIFAR10_SAMPLE, REPO_ROOT
+from .helpers import ON_DEVICE, ONE_DEVICE_ENV
 
 PAPER = "configs/sweeps/paper.py"
 
@@ -114,6 +115,7 @@ TINY = [
     "--config.log_every_steps=10",
     "--config.eval_every_steps=1000",  # only the final eval and locality analysis
     "--config.analysis.num_images=16",
+    *ON_DEVICE,  # run on one device (ONE_DEVICE_ENV)
 ]
 
 SWEEP_FILE = """
@@ -153,6 +155,7 @@ def test_sweep_skips_finished_runs_resumes_interrupted_ones_and_survives_a_failu
     trained = subprocess.run(
         [sys.executable, *shlex.split(commands["cut_seed0"])[1:]],
         cwd=REPO_ROOT,
+        env=ONE_DEVICE_ENV,
         capture_output=True,
         text=True,
         timeout=300,
@@ -163,7 +166,9 @@ def test_sweep_skips_finished_runs_resumes_interrupted_ones_and_survives_a_failu
     kept = [row for row in RunDir(cut).read_metrics() if row["step"] <= 10]
     (cut / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
 
-    result = subprocess.run(base, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        base, cwd=REPO_ROOT, env=ONE_DEVICE_ENV, capture_output=True, text=True, timeout=300
+    )
     out = result.stdout
     assert result.returncode == 1, out + result.stderr[-3000:]  # "bad" failed
     assert "error: config.lr=-1.0 is not allowed" in result.stderr  # streamed through

@@ -1,6 +1,7 @@
-"""End to end on the real CIFAR-10 sample with 8 emulated devices, as real processes:
-training learns and checkpoints; SIGKILL + rerun resumes exactly; SIGTERM checkpoints and exits 0;
-bad input exits 2 before touching the workdir."""
+"""End to end on the real CIFAR-10 sample, as real processes: training learns and checkpoints,
+and SIGKILL + rerun resumes exactly (8 emulated devices, tf.data input); SIGTERM checkpoints and
+exits 0, divergence stops naming its step (input on one device: what the loop does whatever
+feeds it); bad input exits 2 before touching the workdir."""
 
 import json
 import os
@@ -15,6 +16,8 @@ from vit_locality.workdir import RunDir
 
 from .conftest import CIFAR10_SAMPLE, REPO_ROOT
 from .helpers import (
+    ON_DEVICE,
+    ONE_DEVICE_ENV,
     TOTAL_STEPS,
     command,
     final_params,
@@ -99,7 +102,7 @@ def test_a_sigterm_saves_and_exits_zero_and_a_kill_in_the_final_analysis_is_fini
     the final checkpoint is committed, while that analysis runs: the rerun trains nothing, runs
     the final analysis, and the run is finished (one row per step and evaluator)."""
     workdir = tmp_path / "preempted_then_killed_at_the_end"
-    process = start(workdir)
+    process = start(workdir, *ON_DEVICE)
     wait_for_checkpoint(workdir, 20, process)
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=300)
@@ -108,9 +111,13 @@ def test_a_sigterm_saves_and_exits_zero_and_a_kill_in_the_final_analysis_is_fini
     assert 20 <= saved < TOTAL_STEPS
     assert (workdir / "checkpoints" / str(saved)).is_dir()
 
-    every_image = "--config.analysis.num_images=1017"
+    every_image = ("--config.analysis.num_images=1017", *ON_DEVICE)
     process = subprocess.Popen(
-        command(workdir, every_image), cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
+        command(workdir, *every_image),
+        cwd=REPO_ROOT,
+        env=ONE_DEVICE_ENV,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     lines = []
     for line in process.stdout:
@@ -125,7 +132,7 @@ def test_a_sigterm_saves_and_exits_zero_and_a_kill_in_the_final_analysis_is_fini
     assert not any("locality/min_mad_first_layer" in r for r in run_dir.read_metrics())
     assert run_dir.read_locality() is None
 
-    rerun = run(workdir, every_image)
+    rerun = run(workdir, *every_image)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"Evaluating step {TOTAL_STEPS} (locality): a stop came before" in rerun.stdout
     assert "ETA" not in rerun.stdout  # no train step
@@ -163,6 +170,7 @@ def test_divergence_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp
         "--config.log_every_steps=1",
         "--config.ckpt_every_steps=1",
         "--config.total_steps=12",
+        *ON_DEVICE,
     )
     assert result.returncode == 1, result.stderr[-3000:]
     line = result.stderr.strip().splitlines()[-1]
