@@ -2,6 +2,7 @@
 # vit-locality launcher.
 #
 #   ./launch.sh test [pytest args]                    make .venv if missing, install, run the tests
+#       (one pytest-xdist worker per core unless the args give -n)
 #   ./launch.sh train CONFIG [--workdir=DIR] [--config.x=y ...]    make .venv if missing, train
 #   ./launch.sh tpu --name=NAME --zone=ZONE (--config=CONFIG | --sweep=SWEEP_FILE)
 #       [--accelerator=v4-8] [--version=tpu-ubuntu2204-base] [--workdir=DIR] [--dry-run] [-- ARGS]
@@ -189,7 +190,14 @@ case "$mode" in
   test)
     ensure_venv
     preload_tcmalloc
-    exec "$VENV/bin/python" -m pytest "$@"
+    # One xdist worker per core, busy to the end: a test goes to whichever worker is free, except
+    # a module whose tests share a trained fixture (marked xdist_group), which stays on one.
+    # Given -n (e.g. -n 0: in this process), the caller's choice stands.
+    parallel=(-n auto --dist loadgroup)
+    for arg in "$@"; do
+      [[ $arg == -n* || $arg == --numprocesses* ]] && parallel=()
+    done
+    exec "$VENV/bin/python" -m pytest "${parallel[@]}" "$@"
     ;;
   train)
     [[ $# -ge 1 ]] || { echo "error: ./launch.sh train needs a config, e.g. configs/cifar100_modern.py" >&2; exit 2; }
