@@ -190,10 +190,9 @@ case "$mode" in
   test)
     ensure_venv
     preload_tcmalloc
-    # One xdist worker per core, busy to the end: a test goes to whichever worker is free, except
-    # a module whose tests share a trained fixture (marked xdist_group), which stays on one.
+    # One xdist worker per core, a test module to a worker (its trained fixtures made once).
     # Given -n (e.g. -n 0: in this process), the caller's choice stands.
-    parallel=(-n auto --dist loadgroup)
+    parallel=(-n auto --dist loadfile)
     for arg in "$@"; do
       [[ $arg == -n* || $arg == --numprocesses* ]] && parallel=()
     done

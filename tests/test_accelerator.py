@@ -27,7 +27,6 @@ needs_data = pytest.mark.skipif(
     not (CIFAR10_SAMPLE / "test_batch.bin").exists() or not FASHION_MNIST.is_dir(),
     reason="real data absent",
 )
-pytestmark = pytest.mark.xdist_group(__name__)  # one worker builds the module's copy, once
 # What the visit's machine lacks: left out of the bare Python's site-packages.
 ABSENT = ("tensorflow", "tensorflow_datasets", "ml_collections", "vit_locality", "__editable__")
 

@@ -22,12 +22,9 @@ from vit_locality.external.analyze import analyze_checkpoint
 
 from .conftest import CIFAR10_SAMPLE, LOCALITY_JSON_KEYS, REPO_ROOT
 
-pytestmark = [
-    pytest.mark.skipif(
-        not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"
-    ),
-    pytest.mark.xdist_group(__name__),  # one worker trains the module's run, once
-]
+pytestmark = pytest.mark.skipif(
+    not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"
+)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("mad_per_head", "entropy_per_head", "attention_maps", "training_curves")
 

@@ -16,12 +16,9 @@ from vit_locality.workdir import RunDir
 from .conftest import CIFAR10_SAMPLE, REPO_ROOT
 from .helpers import TINY, final_params, wait_for_checkpoint
 
-pytestmark = [
-    pytest.mark.skipif(
-        not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"
-    ),
-    pytest.mark.xdist_group(__name__),  # one worker trains the module's run, once
-]
+pytestmark = pytest.mark.skipif(
+    not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"
+)
 # `python -m vit_locality.main` where `import tensorflow` (or tensorflow_datasets) raises
 # ImportError, as on a machine without it.
 WITHOUT_TENSORFLOW = """

@@ -30,12 +30,9 @@ from vit_locality.workdir import RunDir, checkpointing
 from .conftest import CIFAR10_SAMPLE, REPO_ROOT
 from .helpers import command, last_line, run, tiny_config
 
-pytestmark = [
-    pytest.mark.skipif(
-        not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"
-    ),
-    pytest.mark.xdist_group(__name__),  # one worker trains the module's run, once
-]
+pytestmark = pytest.mark.skipif(
+    not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"
+)
 
 
 NO_SPACE = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -30,12 +30,9 @@ from .helpers import (
     without_speed,
 )
 
-pytestmark = [
-    pytest.mark.skipif(
-        not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"
-    ),
-    pytest.mark.xdist_group(__name__),  # one worker trains the module's run, once
-]
+pytestmark = pytest.mark.skipif(
+    not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"
+)
 
 
 @pytest.fixture(scope="module")
