@@ -21,9 +21,9 @@ Stages, most valuable first; each starts only when time is left for it:
 The test suite does not run here: CI runs it on every change, and on one GPU its multi-device
 and float32 (TF32) checks would fail for reasons that are not the code's.
 
-Every child shares one JAX compilation cache (OUT's sibling `runs/accelerator/jax_cache`). OUT
-holds four files, written as the visit goes, so that a kill at any moment leaves everything
-finished before it:
+Every child shares one JAX compilation cache (`runs/accelerator/jax_cache`, or the environment's
+JAX_COMPILATION_CACHE_DIR where it names one, as the test suite's does). OUT holds four files,
+written as the visit goes, so that a kill at any moment leaves everything finished before it:
 
     results.jsonl        one JSON row per result, appended as it comes
     log.txt              every command with its status, seconds and output, appended
@@ -56,11 +56,11 @@ WORK = REPO / "runs" / "accelerator"  # the runs' workdirs: a rerun on the same 
 # there, and nothing is pip-installed); JAX takes GPU memory as it needs it, not 75% at start, so
 # the two runs of a pair share the one GPU; one persistent compilation cache for every stage.
 ENV = {
+    "JAX_COMPILATION_CACHE_DIR": str(WORK / "jax_cache"),  # unless the environment names one
     **os.environ,
     "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     "PYTHONUNBUFFERED": "1",
     "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
-    "JAX_COMPILATION_CACHE_DIR": str(WORK / "jax_cache"),
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
 }
 VERSIONS = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections", "torch", "timm")

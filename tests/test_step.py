@@ -14,12 +14,12 @@ def test_weight_decay_touches_the_kernels_only():
     -lr * wd * p when it is decayed and not at all otherwise: the Dense and patch-embedding
     kernels move; biases, LayerNorm scales, the position embedding and the CLS token stay."""
     model = ViT(num_classes=10, width=32, depth=2, num_heads=2, mlp_dim=64)
-    params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+    params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
     params = jax.tree.map(lambda p: p + 1.0, params)  # no zero-initialized leaf
     lr, wd = 0.1, 0.05
     tx = train_state.make_optimizer(lambda count: lr, weight_decay=wd, grad_clip_norm=1.0)
     zeros = jax.tree.map(jnp.zeros_like, params)
-    updates, _ = tx.update(zeros, tx.init(params), params)
+    updates, _ = jax.jit(tx.update)(zeros, jax.jit(tx.init)(params), params)  # not op by op
 
     moved = {}
     for path, update in jax.tree_util.tree_leaves_with_path(updates):
