@@ -4,7 +4,9 @@ in-process (`tiny_config`), waiting for its events, reading what it left, and ha
 directories for the report; other libraries' checkpoints in tests/fixtures/checkpoints/, their
 expected outputs and the tolerance they are compared with."""
 
+import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -234,3 +236,19 @@ def checkpoint_outputs(loaded, images):
     predictor = Predictor(loaded.model, loaded.preprocessing.mean, loaded.preprocessing.std)
     forward = jax.jit(partial(predictor, return_attention=True))
     return forward(loaded.params, images)
+
+
+@contextlib.contextmanager
+def logged_compiles():
+    """Collects jax_log_compiles' messages ("Finished XLA compilation of jit(f) in ...",
+    "Persistent compilation cache hit for 'jit_f' ...")."""
+    messages: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logging.getLogger("jax").addHandler(handler)
+    jax.config.update("jax_log_compiles", True)
+    try:
+        yield messages
+    finally:
+        jax.config.update("jax_log_compiles", False)
+        logging.getLogger("jax").removeHandler(handler)

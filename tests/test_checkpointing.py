@@ -1,6 +1,7 @@
-"""Which restore failures mean a corrupt checkpoint (set aside, the one before it used) and which
-mean the checkpoint could not be read this time (one line, nothing moved); a restore that fails
-part-way leaves nothing behind for the garbage collector to print."""
+"""A replicated state is saved without compiling anything; which restore failures mean a
+corrupt checkpoint (set aside, the one before it used) and which mean the checkpoint could not be
+read this time (one line, nothing moved); a restore that fails part-way leaves nothing behind for
+the garbage collector to print."""
 
 import asyncio
 import gc
@@ -8,12 +9,16 @@ import json
 import logging
 import sys
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from orbax.checkpoint._src.serialization import serialization
 
 from vit_locality.errors import UserError
 from vit_locality.workdir import checkpointing
+
+from .helpers import logged_compiles
 
 
 def failure(inner: str | Exception) -> Exception:
@@ -45,6 +50,30 @@ def saved(tmp_path):
     ckpt.wait()
     yield ckpt, state
     ckpt.close()
+
+
+def test_a_replicated_state_is_saved_from_one_replica_without_compiling(tmp_path):
+    """The train state is replicated over the 8 devices: its first save compiles nothing (orbax's
+    replica-parallel default would slice each leaf once per device, a program each) and restores
+    equal."""
+    replicated = jax.NamedSharding(jax.make_mesh((8,), ("data",)), jax.P())
+    state = {
+        "kernel": jax.device_put(np.arange(64.0, dtype=np.float32).reshape(8, 8), replicated),
+        "bias": jax.device_put(np.ones(24, np.float32), replicated),
+    }
+    ckpt = checkpointing.Checkpointer(tmp_path / "checkpoints", 3)
+    try:
+        with logged_compiles() as messages:
+            ckpt.save(1, state, {"step": 1})
+            ckpt.wait()
+        restored, meta = ckpt.restore(1, state)
+    finally:
+        ckpt.close()
+    assert [m for m in messages if "compil" in m.lower()] == []
+    assert meta == {"step": 1}
+    for name, array in state.items():
+        np.testing.assert_array_equal(restored[name], array)
+        assert restored[name].sharding.is_equivalent_to(replicated, array.ndim)
 
 
 def restore_error(saved, monkeypatch, inner):

@@ -3,7 +3,6 @@ implicit host transfer and compiles once; unwritable workdirs, corrupt or half-w
 and a full disk (simulated, and a real tmpfs filled up) end in one line (exit 2) or a clean
 resume, never in a damaged workdir."""
 
-import contextlib
 import errno
 import gc
 import logging
@@ -28,7 +27,7 @@ from vit_locality.parallel import sharding
 from vit_locality.workdir import RunDir, checkpointing
 
 from .conftest import CIFAR10_SAMPLE, REPO_ROOT
-from .helpers import command, last_line, run, tiny_config
+from .helpers import command, last_line, logged_compiles, run, tiny_config
 
 pytestmark = pytest.mark.skipif(
     not (CIFAR10_SAMPLE / "test_batch.bin").exists(), reason="real CIFAR-10 sample absent"
@@ -78,22 +77,6 @@ def test_the_step_guard_rejects_an_implicit_host_transfer(tmp_path, monkeypatch)
     monkeypatch.setattr(train, "_train_input", host_batches)
     with pytest.raises(jax.errors.JaxRuntimeError, match="Disallowed host-to-device transfer"):
         train.train_and_evaluate(config, str(tmp_path / "run"))
-
-
-@contextlib.contextmanager
-def logged_compiles():
-    """Collects jax_log_compiles' messages ("Finished XLA compilation of jit(f) in ...",
-    "Persistent compilation cache hit for 'jit_f' ...")."""
-    messages: list[str] = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: messages.append(record.getMessage())
-    logging.getLogger("jax").addHandler(handler)
-    jax.config.update("jax_log_compiles", True)
-    try:
-        yield messages
-    finally:
-        jax.config.update("jax_log_compiles", False)
-        logging.getLogger("jax").removeHandler(handler)
 
 
 def step_compiles(messages: list[str]) -> list[str]:
