@@ -58,8 +58,9 @@ def test_a_replicated_state_is_saved_from_one_replica_without_compiling(tmp_path
     equal."""
     replicated = jax.NamedSharding(jax.make_mesh((8,), ("data",)), jax.P())
     state = {
-        "kernel": jax.device_put(np.arange(64.0, dtype=np.float32).reshape(8, 8), replicated),
-        "bias": jax.device_put(np.ones(24, np.float32), replicated),
+        # Shapes no other test slices, so no in-memory cache hit can hide a compilation.
+        "kernel": jax.device_put(np.arange(72.0, dtype=np.float32).reshape(8, 9), replicated),
+        "bias": jax.device_put(np.ones(40, np.float32), replicated),
     }
     ckpt = checkpointing.Checkpointer(tmp_path / "checkpoints", 3)
     try:

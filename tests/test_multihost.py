@@ -92,7 +92,7 @@ def test_a_sigterm_to_one_process_stops_both_at_the_same_step_and_a_rerun_finish
     beyond the run's end so that no log step paces the agreement: both processes save the same
     step within seconds and exit 0; the rerun resumes there and finishes."""
     workdir = tmp_path / "run"
-    long = schedule(200, log_every=1000)  # agreeing takes ~2 s: 20-70 TINY steps
+    long = schedule(400, log_every=1000)  # agreeing takes ~2 s: 20-200 TINY steps
     processes = start(workdir, 2, 1, *long, *ON_DEVICE)
     checkpoint = workdir / "checkpoints" / "20"  # TINY saves every 20 steps: training runs
     deadline = time.monotonic() + 240  # only against waiting for ever: the event is the file
@@ -103,14 +103,14 @@ def test_a_sigterm_to_one_process_stops_both_at_the_same_step_and_a_rerun_finish
     out0, out1 = finish(processes)
     assert "SIGTERM: saved step " in out0, out0[-3000:]
     saved = saved_step(out0)
-    assert 20 <= saved < 200  # stopped before the run's end, at a step both derived alike
+    assert 20 <= saved < 400  # stopped before the run's end, at a step both derived alike
     assert "SIGTERM" not in out1
     assert committed(workdir)[-1] == saved
 
     out0, _ = finish(start(workdir, 2, 1, *long, *ON_DEVICE))
-    assert f"Resuming {workdir} from step {saved}/200" in out0
-    assert "eval at step 200" in out0
-    assert json.loads((workdir / "plan.json").read_text())["total_steps"] == 200
+    assert f"Resuming {workdir} from step {saved}/400" in out0
+    assert "eval at step 400" in out0
+    assert json.loads((workdir / "plan.json").read_text())["total_steps"] == 400
 
 
 def test_a_sigterm_before_the_first_step_stops_both_processes_cleanly(tmp_path):

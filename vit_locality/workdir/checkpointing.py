@@ -145,10 +145,11 @@ if hasattr(asyncio_utils, "_run_sync_via_new_loop"):
 
 
 def _save_each_array_from_one_replica() -> None:
-    """In one process, orbax's replica-parallel save (its default off GPUs) writes a replicated
-    array as one slice per device, each an eager `lax.slice` with its own offsets: one
-    compilation per leaf and device at the first save (3.5 s of a 2-layer ViT's first save on 8
-    CPU devices). One replica writes each array instead. Several processes keep orbax's
+    """In one process, orbax's replica-parallel save (its default unless JAX_PLATFORMS names
+    gpu or cuda) writes a replicated array as one slice per device, each an eager `lax.slice`
+    with its own offsets: one compilation per leaf and device at the first save (3.5 s of a
+    2-layer ViT's first save on 8 CPU devices). One replica writes each array instead (the same
+    values; each array in one chunk, which any reader restores). Several processes keep orbax's
     default, which spreads the writes over the hosts; so does an orbax whose registry moved."""
     if jax.process_count() == 1 and _REGISTRY is not None:
         handler = ocp.type_handlers.ArrayHandler(
